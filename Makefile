@@ -1,0 +1,45 @@
+# posegen: `make run` starts the local stack, `make test` runs the whole suite.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export POSEGEN_HOME ?= $(CURDIR)/.posegen
+export REMBG_HOME ?= $(POSEGEN_HOME)/models
+export NUMBA_CACHE_DIR ?= $(POSEGEN_HOME)/numba-cache
+export PREFECT_HOME ?= $(POSEGEN_HOME)/prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: install run demo test lint format clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+$(REMBG_HOME)/models/u2netp/u2netp.onnx: $(BIN)/.installed
+	$(BIN)/posegen models fetch
+
+models: $(REMBG_HOME)/models/u2netp/u2netp.onnx
+
+run: install models
+	$(BIN)/posegen up
+
+demo: install models
+	$(BIN)/python -m posegen.demo
+
+test: install models
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .posegen

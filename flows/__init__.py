@@ -1,0 +1,1 @@
+"""Prefect flows, one per file; entrypoints referenced from prefect.yaml and deployments/."""

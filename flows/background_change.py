@@ -1,0 +1,101 @@
+"""Flow `background-change`: charge → load → remove background → build background → composite
+→ save → update the pose → tell the user. Any failure after the charge refunds exactly once."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from prefect import flow
+from prefect.client.schemas.objects import FlowRun
+from prefect.concurrency.asyncio import concurrency
+from prefect.events import emit_event
+from prefect.flows import Flow
+from prefect.states import State
+
+from posegen.db.session import session_scope
+from posegen.domain.background import BackgroundChange, fail_change
+from posegen.errors import PosegenError
+from posegen.orchestration import (
+    BACKGROUND_CHANGE_LIMIT,
+    EVENT_BACKGROUND_FAILED,
+    ensure_limits,
+    pose_resource,
+    user_related,
+)
+from tasks.background import (
+    build_background,
+    charge_credits,
+    composite,
+    emit_completed,
+    load_original,
+    remove_background,
+    update_pose,
+)
+
+GENERIC_FAILURE = "The background change failed on our side; your credits were refunded."
+
+
+def failure_message(state: State[Any]) -> str:
+    """What the user is told: our own errors carry a safe message; anything else is generic."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    if isinstance(error, PosegenError):
+        return f"{error.message} Your credits were refunded."
+    if state.is_cancelled() or state.is_cancelling():
+        return "The background change was cancelled; your credits were refunded."
+    return GENERIC_FAILURE
+
+
+def refund_failed_change(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """Failure, crash and cancellation hook: refund once, record the error, emit the event.
+
+    The refund is unique per charge in the ledger, so this hook, a re-run and the reconciler
+    can all try and the user is still refunded exactly once.
+    """
+    params = flow_run.parameters
+    pose_id, user_id = uuid.UUID(str(params["pose_id"])), uuid.UUID(str(params["user_id"]))
+    request_id = uuid.UUID(str(params["request_id"]))
+    message = failure_message(state)
+    with session_scope() as session:
+        refund = fail_change(session, pose_id, request_id, message)
+    emit_event(
+        event=EVENT_BACKGROUND_FAILED,
+        resource=pose_resource(pose_id),
+        related=[
+            user_related(user_id),
+            {
+                "prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
+                "prefect.resource.role": "flow-run",
+            },
+        ],
+        payload={
+            "poseId": str(pose_id),
+            "requestId": str(request_id),
+            "errorMessage": message,
+            "state": state.type.value,
+            "creditRefunded": refund.amount if refund else 0,
+        },
+    )
+
+
+@flow(
+    name="background-change",
+    on_failure=[refund_failed_change],
+    on_crashed=[refund_failed_change],
+    on_cancellation=[refund_failed_change],
+    log_prints=True,
+)
+async def background_change(
+    pose_id: uuid.UUID, user_id: uuid.UUID, request_id: uuid.UUID, change: BackgroundChange
+) -> str:
+    """Change one pose's background; returns the new image's storage key."""
+    await ensure_limits()
+    ticket = charge_credits(pose_id, user_id, request_id, change)
+    images = load_original(pose_id)
+    async with concurrency(BACKGROUND_CHANGE_LIMIT, occupy=1, strict=True):
+        remove_background(images)
+        build_background(images, change)
+        composite(images)
+    image_url = update_pose(images, request_id, change)
+    emit_completed(ticket, change, image_url)
+    return images.output_key

@@ -1,0 +1,1 @@
+"""The FastAPI layer: authenticates, validates, charges, submits flow runs and answers 202."""

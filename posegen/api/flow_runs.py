@@ -1,0 +1,41 @@
+"""Submitting flow runs to Prefect deployments: the API's only way to get slow work done."""
+
+from __future__ import annotations
+
+import uuid
+
+from prefect.client.orchestration import get_client
+
+from posegen.config import get_settings
+from posegen.domain.background import BackgroundChange, ChangeTicket
+from posegen.errors import ServiceUnavailable
+
+
+async def submit_background_change(ticket: ChangeTicket, change: BackgroundChange) -> uuid.UUID:
+    """Create a run of the `background-change` deployment; one run per request id.
+
+    The idempotency key makes a repeated submission (client retry) return the same run.
+    Any failure is ServiceUnavailable so the caller refunds at once.
+    """
+    name = get_settings().deployment_background_change
+    try:
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(name)
+            run = await client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters={
+                    "pose_id": str(ticket.pose_id),
+                    "user_id": str(ticket.user_id),
+                    "request_id": str(ticket.request_id),
+                    "change": change.model_dump(mode="json"),
+                },
+                idempotency_key=ticket.charge_key,
+                tags=["posegen", "background-change"],
+            )
+    except Exception as exc:
+        raise ServiceUnavailable(
+            "The background change could not be started right now; your credits were "
+            "refunded. Please try again in a minute.",
+            reason=type(exc).__name__,
+        ) from exc
+    return run.id

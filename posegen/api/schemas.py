@@ -1,0 +1,128 @@
+"""Response bodies: the JSON shapes clients rely on (camelCase), built from models and storage.
+
+Storage keys never leave the API as keys (except an upload's own): every image is a URL from
+`Storage.client_url`, so clients work the same against local storage and S3.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from posegen.db import models
+from posegen.domain.background import ChangeTicket
+from posegen.storage import Storage
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True
+    )
+
+
+class Pose(_Response):
+    id: uuid.UUID
+    generation_id: uuid.UUID
+    image_url: str
+    original_image_url: str
+    status: str
+    error_message: str | None
+    background_changed: bool
+    background_mode: str | None
+    background_prompt: str | None
+    background_color: str | None
+    export_formats: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, pose: models.Pose, storage: Storage) -> Pose:
+        return cls(
+            id=pose.id,
+            generation_id=pose.generation_id,
+            image_url=storage.client_url(pose.image_key),
+            original_image_url=storage.client_url(pose.original_image_key),
+            status=pose.status,
+            error_message=pose.error_message,
+            background_changed=pose.background_changed,
+            background_mode=pose.background_mode,
+            background_prompt=pose.background_prompt,
+            background_color=pose.background_color,
+            export_formats={
+                name: storage.client_url(key) for name, key in (pose.export_formats or {}).items()
+            },
+            created_at=pose.created_at,
+            updated_at=pose.updated_at,
+        )
+
+
+class Generation(_Response):
+    id: uuid.UUID
+    project_id: str | None
+    status: str
+    poses: list[Pose]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, generation: models.Generation, storage: Storage) -> Generation:
+        return cls(
+            id=generation.id,
+            project_id=generation.project_id,
+            status=generation.status,
+            poses=[Pose.of(pose, storage) for pose in generation.poses],
+            created_at=generation.created_at,
+        )
+
+
+class Me(_Response):
+    id: uuid.UUID
+    email: str
+    role: str
+    credits: int
+    enterprise_unlimited: bool
+
+    @classmethod
+    def of(cls, user: models.User) -> Me:
+        return cls(
+            id=user.id,
+            email=user.email,
+            role=user.role,
+            credits=user.credits,
+            enterprise_unlimited=user.enterprise_unlimited,
+        )
+
+
+class BackgroundChangeAccepted(_Response):
+    """The 202 answer: where the result will appear and what it cost; events say when."""
+
+    pose_id: uuid.UUID
+    output_image_url: str
+    credit_charged: int
+    credit_balance: int
+    flow_run_id: uuid.UUID
+
+    @classmethod
+    def of(
+        cls, ticket: ChangeTicket, flow_run_id: uuid.UUID, storage: Storage
+    ) -> BackgroundChangeAccepted:
+        return cls(
+            pose_id=ticket.pose_id,
+            output_image_url=storage.client_url(ticket.output_key),
+            credit_charged=ticket.credit_charged,
+            credit_balance=ticket.credit_balance,
+            flow_run_id=flow_run_id,
+        )
+
+
+class Upload(_Response):
+    """`key` is what a background change takes as `backgroundImageUrl`; `url` fetches it."""
+
+    key: str
+    url: str
+    width: int
+    height: int
+    content_type: str
+    size: int

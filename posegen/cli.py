@@ -1,0 +1,163 @@
+"""The `posegen` command line: database, users, tokens, models, imports and local runs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from posegen.errors import PosegenError
+
+app = typer.Typer(
+    help="posegen: background change, exports and pose requests.", no_args_is_help=True
+)
+db_app = typer.Typer(help="The app database.", no_args_is_help=True)
+users_app = typer.Typer(help="Users and credits.", no_args_is_help=True)
+models_app = typer.Typer(help="Segmentation model files.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(models_app, name="models")
+
+console = Console(stderr=True)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+
+
+def _fail(error: PosegenError) -> None:
+    console.print(f"[red]{error.error_type}:[/red] {error.message}")
+    raise typer.Exit(code=1)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the app database to the newest schema."""
+    from posegen.config import get_settings
+    from posegen.db.migrate import upgrade
+
+    upgrade()
+    console.print(f"database at {get_settings().database} is up to date")
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    admin: Annotated[bool, typer.Option("--admin", help="Give the ADMIN role.")] = False,
+    credits: Annotated[int, typer.Option("--credits", help="Opening credit balance.")] = 0,
+    unlimited: Annotated[
+        bool, typer.Option("--unlimited", help="Enterprise-unlimited: changes cost 0.")
+    ] = False,
+) -> None:
+    """Create a user; prints the new user's id."""
+    from posegen.db.session import session_scope
+    from posegen.domain.users import create_user
+
+    try:
+        with session_scope() as session:
+            user = create_user(
+                session, email, opening_credits=credits, unlimited=unlimited, admin=admin
+            )
+            typer.echo(str(user.id))
+    except PosegenError as error:
+        _fail(error)
+
+
+@app.command("token")
+def token(
+    email: str, days: Annotated[int, typer.Option("--days", help="Days until it expires.")] = 30
+) -> None:
+    """Print a bearer token (JWT) for a user, alone on the last line."""
+    from posegen.auth import create_token
+    from posegen.db.session import session_scope
+    from posegen.domain.poses import get_user_by_email
+
+    try:
+        with session_scope() as session:
+            user = get_user_by_email(session, email)
+            typer.echo(create_token(user.id, user.role, days=days))
+    except PosegenError as error:
+        _fail(error)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    name: Annotated[str | None, typer.Argument(help="rembg model name")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Download even if present.")] = False,
+) -> None:
+    """Provision the segmentation model offline-capably; prints where the file is."""
+    from posegen.config import get_settings
+    from posegen.imaging.model_files import fetch_model
+
+    try:
+        typer.echo(str(fetch_model(name or get_settings().rembg_model, force=force)))
+    except PosegenError as error:
+        _fail(error)
+
+
+@app.command("import")
+def import_dir(
+    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, readable=True)],
+    user: Annotated[str, typer.Option("--user", help="Owner's email.")],
+) -> None:
+    """Create a generation whose poses are the images in DIR; prints its id last."""
+    from posegen.db.session import session_scope
+    from posegen.domain.poses import get_user_by_email, import_generation
+    from posegen.storage import get_storage
+
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        _fail(PosegenError(f"No PNG, JPEG or WebP images in {directory}"))
+    for path in files:
+        console.print(f"reading {path.name}")
+    try:
+        with session_scope() as session:
+            owner = get_user_by_email(session, user)
+            generation = import_generation(
+                session, get_storage(), owner.id, [p.read_bytes() for p in files]
+            )
+            console.print(f"imported {len(files)} poses")
+            typer.echo(str(generation.id))
+    except PosegenError as error:
+        _fail(error)
+
+
+@app.command("change-background")
+def change_background(
+    pose_id: uuid.UUID,
+    color: Annotated[str | None, typer.Option("--color", help="#RRGGBB")] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", help="Describe the backdrop.")] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", exists=True, dir_okay=False, help="Backdrop file.")
+    ] = None,
+) -> None:
+    """Run the background-change flow here (charging the pose's owner); prints the output key."""
+    from posegen.localrun import run_background_change
+
+    chosen = [value for value in (color, prompt, image) if value is not None]
+    if len(chosen) != 1:
+        _fail(PosegenError("Give exactly one of --color, --prompt or --image"))
+    try:
+        result = asyncio.run(
+            run_background_change(pose_id, color=color, prompt=prompt, image=image)
+        )
+    except PosegenError as error:
+        _fail(error)
+    console.print(f"credit balance: {result.balance}")
+    typer.echo(result.output_key)
+
+
+@app.command("up")
+def up(
+    database_url: Annotated[str | None, typer.Option(help="POSEGEN_DATABASE_URL")] = None,
+    storage_url: Annotated[str | None, typer.Option(help="POSEGEN_STORAGE_URL")] = None,
+) -> None:
+    """Start the local stack: Prefect server, the runner serving deployments, and the API."""
+    from posegen.stack import run_stack
+
+    raise typer.Exit(code=run_stack(database_url=database_url, storage_url=storage_url))
+
+
+if __name__ == "__main__":
+    app()

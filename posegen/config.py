@@ -1,0 +1,96 @@
+"""The one settings object: every setting comes from an environment variable prefixed POSEGEN_."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Embedded defaults live under `home`; set the URLs to use PostgreSQL, S3 and a remote Prefect."""
+
+    model_config = SettingsConfigDict(env_prefix="POSEGEN_", extra="ignore")
+
+    home: Path = Path(".posegen")
+    database_url: str | None = None
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("POSEGEN_S3_KEY", "AWS_ACCESS_KEY_ID")
+    )
+    s3_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("POSEGEN_S3_SECRET", "AWS_SECRET_ACCESS_KEY"),
+    )
+    jwt_secret: SecretStr | None = None
+    jwt_days: int = 30
+    flux_api_url: str = "https://api.bfl.ai"
+    flux_api_key: SecretStr | None = None
+    flux_model: str = "flux-pro-1.1"
+    flux_poll_interval: float = 0.5
+    flux_timeout: float = 120.0
+    rembg_model: str = "u2netp"
+    rembg_home: Path | None = Field(
+        default=None, validation_alias=AliasChoices("REMBG_HOME", "POSEGEN_REMBG_HOME")
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_public_url: str | None = None
+    background_change_cost: int = 10
+    retry_backoff_seconds: float = 2.0
+    runner_limit: int = 4
+    background_change_slots: int = 3
+    flux_rate_per_minute: int = 10
+    background_change_stale_minutes: int = 30
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    remote_fetch_timeout: float = 15.0
+    deployment_background_change: str = "background-change/background-change"
+
+    @property
+    def home_dir(self) -> Path:
+        """Absolute, so subprocesses started elsewhere (flow runs) find the same state."""
+        return self.home.expanduser().resolve()
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'posegen.db'}"
+
+    @property
+    def storage(self) -> str:
+        return self.storage_url or str(self.home_dir / "storage")
+
+    @property
+    def models_dir(self) -> Path:
+        return (self.rembg_home or self.home_dir / "models").expanduser().resolve()
+
+    @property
+    def public_url(self) -> str:
+        return self.api_public_url or f"http://{self.api_host}:{self.api_port}"
+
+    def jwt_key(self) -> str:
+        """The HS256 key; generated once into POSEGEN_HOME so tokens survive restarts."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.home_dir / "jwt_secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests change the environment between sessions)."""
+    get_settings.cache_clear()

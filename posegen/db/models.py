@@ -1,0 +1,117 @@
+"""SQLAlchemy 2.0 models: users, generations, poses and the append-only credit ledger."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class Role(enum.StrEnum):
+    USER = "USER"
+    ADMIN = "ADMIN"
+
+
+class PoseStatus(enum.StrEnum):
+    READY = "ready"
+    PROCESSING = "processing"
+    FAILED = "failed"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default=Role.USER)
+    credits: Mapped[int] = mapped_column(Integer, default=0)
+    enterprise_unlimited: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (CheckConstraint("credits >= 0", name="ck_users_credits_nonnegative"),)
+
+
+class Generation(Base):
+    __tablename__ = "generations"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    project_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="completed")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    poses: Mapped[list[Pose]] = relationship(
+        back_populates="generation", order_by="Pose.created_at", lazy="selectin"
+    )
+
+
+class Pose(Base):
+    """A generated pose; `image_key` is the current image, `original_image_key` never changes."""
+
+    __tablename__ = "generated_poses"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    generation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("generations.id"), index=True)
+    original_image_key: Mapped[str] = mapped_column(String(512))
+    image_key: Mapped[str] = mapped_column(String(512))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=PoseStatus.READY)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    background_changed: Mapped[bool] = mapped_column(Boolean, default=False)
+    background_mode: Mapped[str | None] = mapped_column(String(32), default=None)
+    background_prompt: Mapped[str | None] = mapped_column(Text, default=None)
+    background_color: Mapped[str | None] = mapped_column(String(7), default=None)
+    mask_key: Mapped[str | None] = mapped_column(String(512), default=None)
+    background_key: Mapped[str | None] = mapped_column(String(512), default=None)
+    export_formats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    change_request_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    change_flow_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    change_started_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    generation: Mapped[Generation] = relationship(back_populates="poses")
+
+
+class CreditTransaction(Base):
+    """One ledger line. Balance = sum(amount) per user; refunds point at their charge, once."""
+
+    __tablename__ = "credit_transactions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    amount: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str | None] = mapped_column(String(128), default=None)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    refund_of: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("credit_transactions.id"), unique=True, default=None
+    )
+    flow_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_credit_transactions_user_created", "user_id", "created_at"),)

@@ -1,0 +1,1 @@
+"""Business rules: credits ledger, poses and background changes, validation."""

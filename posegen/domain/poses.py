@@ -1,0 +1,110 @@
+"""Generations and poses: ownership-checked lookups and imports of new pose images."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from posegen.db.models import Generation, Pose, User
+from posegen.errors import NotFound
+from posegen.imaging.decoding import encode_png, open_image
+from posegen.storage import Storage
+
+
+def get_user_by_email(session: Session, email: str) -> User:
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise NotFound(f"No user with email {email}")
+    return user
+
+
+def get_owned_pose(session: Session, user_id: uuid.UUID, pose_id: uuid.UUID) -> Pose:
+    """The pose if it belongs to the user; otherwise NotFound, never saying which case it was."""
+    pose = session.scalar(
+        select(Pose)
+        .join(Generation, Pose.generation_id == Generation.id)
+        .where(Pose.id == pose_id, Generation.user_id == user_id)
+    )
+    if pose is None:
+        raise NotFound("Pose not found")
+    return pose
+
+
+def get_owned_generation(
+    session: Session, user_id: uuid.UUID, generation_id: uuid.UUID
+) -> Generation:
+    generation = session.scalar(
+        select(Generation).where(Generation.id == generation_id, Generation.user_id == user_id)
+    )
+    if generation is None:
+        raise NotFound("Generation not found")
+    return generation
+
+
+def get_pose(session: Session, pose_id: uuid.UUID) -> Pose:
+    pose = session.get(Pose, pose_id)
+    if pose is None:
+        raise NotFound("Pose not found")
+    return pose
+
+
+def owner_of_key(session: Session, key: str) -> uuid.UUID | None:
+    """Which user may download a storage key: the generation's owner or the uploader."""
+    parts = key.split("/")
+    if len(parts) < 3:
+        return None
+    try:
+        ident = uuid.UUID(parts[1])
+    except ValueError:
+        return None
+    if parts[0] == "uploads":
+        return ident
+    if parts[0] in ("poses", "exports"):
+        return session.scalar(select(Generation.user_id).where(Generation.id == ident))
+    return None
+
+
+def import_generation(
+    session: Session,
+    storage: Storage,
+    user_id: uuid.UUID,
+    images: list[bytes],
+    *,
+    project_id: str | None = None,
+) -> Generation:
+    """Create a generation whose poses are the given images, stored as PNG under poses/{id}/.
+
+    Every image is decoded (and refused if bad) before anything is written, so a bad file
+    leaves no generation and no stored files behind.
+    """
+    decoded = [open_image(data) for data in images]
+    generation = Generation(user_id=user_id, project_id=project_id)
+    session.add(generation)
+    session.flush()
+    written: list[str] = []
+    try:
+        for image in decoded:
+            pose_id = uuid.uuid4()
+            key = f"poses/{generation.id}/{pose_id}.png"
+            storage.write_bytes(key, encode_png(image), content_type="image/png")
+            written.append(key)
+            session.add(
+                Pose(
+                    id=pose_id,
+                    generation_id=generation.id,
+                    original_image_key=key,
+                    image_key=key,
+                    width=image.width,
+                    height=image.height,
+                )
+            )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        for key in written:
+            storage.delete(key)
+        raise
+    session.refresh(generation)
+    return generation

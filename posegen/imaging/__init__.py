@@ -1,0 +1,1 @@
+"""Image work: decoding uploads, model files, segmentation (rembg sessions) and compositing."""

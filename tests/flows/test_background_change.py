@@ -1,0 +1,110 @@
+"""The background-change flow under a real temporary Prefect server, for each mode and failure."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+
+import pytest
+from PIL import Image
+
+from posegen.db.models import CreditTransaction, Pose
+from posegen.db.session import session_scope
+from posegen.domain.background import BackgroundChange
+from posegen.domain.credits import balance, ledger_sum
+from posegen.storage import get_storage
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def run(fixture, change: BackgroundChange, request_id: uuid.UUID | None = None):  # type: ignore[no-untyped-def]
+    """Run the flow in this process against the session's Prefect server; returns its state."""
+    from flows.background_change import background_change
+
+    return asyncio.run(
+        background_change(
+            fixture.pose_id, fixture.user_id, request_id or uuid.uuid4(), change, return_state=True
+        )
+    )
+
+
+def load_pose(fixture) -> Pose:  # type: ignore[no-untyped-def]
+    with session_scope(fixture.db_url) as session:
+        pose = session.get(Pose, fixture.pose_id)
+        assert pose is not None
+        session.expunge(pose)
+        return pose
+
+
+def ledger(fixture) -> list[CreditTransaction]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    with session_scope(fixture.db_url) as session:
+        rows = session.scalars(
+            select(CreditTransaction)
+            .where(CreditTransaction.user_id == fixture.user_id)
+            .order_by(CreditTransaction.created_at)
+        ).all()
+        for row in rows:
+            session.expunge(row)
+        return list(rows)
+
+
+def balances(fixture) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    with session_scope(fixture.db_url) as session:
+        return balance(session, fixture.user_id), ledger_sum(session, fixture.user_id)
+
+
+def test_solid_color_replaces_background_and_keeps_subject(pose_of) -> None:  # type: ignore[no-untyped-def]
+    fixture = pose_of(credits=100)
+    state = run(
+        fixture, BackgroundChange(background_mode="solid_color", background_color="#00FF00")
+    )
+    assert state.is_completed(), state.message
+
+    pose = load_pose(fixture)
+    assert pose.status == "ready"
+    assert pose.background_changed and pose.background_mode == "solid_color"
+    assert pose.background_color == "#00FF00"
+    assert pose.image_key == f"poses/{fixture.generation_id}/{fixture.pose_id}_bg.png"
+    storage = get_storage()
+    result = Image.open(io.BytesIO(storage.read_bytes(pose.image_key))).convert("RGB")
+    original = Image.open(io.BytesIO(storage.read_bytes(pose.original_image_key))).convert("RGB")
+    assert result.size == original.size
+    # The top-right corner of the astronaut photo is background: now pure green.
+    assert result.getpixel((result.width - 3, 3)) == (0, 255, 0)
+    # The face (centre-left of the photo) is subject: unchanged up to mask softness.
+    face = (int(result.width * 0.42), int(result.height * 0.3))
+    kept, source = result.getpixel(face), original.getpixel(face)
+    assert all(abs(a - b) <= 4 for a, b in zip(kept, source, strict=True)), (kept, source)
+    assert balances(fixture) == (90, 90)
+    assert [row.amount for row in ledger(fixture)] == [100, -10]
+
+
+def test_rerun_with_same_request_id_charges_once(pose_of) -> None:  # type: ignore[no-untyped-def]
+    fixture = pose_of(credits=100)
+    change = BackgroundChange(background_mode="solid_color", background_color="#112233")
+    request_id = uuid.uuid4()
+    assert (run(fixture, change, request_id)).is_completed()
+    assert (run(fixture, change, request_id)).is_completed()
+    assert balances(fixture) == (90, 90)
+
+
+def test_unlimited_user_is_charged_nothing(pose_of) -> None:  # type: ignore[no-untyped-def]
+    fixture = pose_of(credits=0, unlimited=True)
+    state = run(
+        fixture, BackgroundChange(background_mode="solid_color", background_color="#FFFFFF")
+    )
+    assert state.is_completed(), state.message
+    assert balances(fixture) == (0, 0)
+
+
+def test_insufficient_credits_fails_without_charge(pose_of) -> None:  # type: ignore[no-untyped-def]
+    fixture = pose_of(credits=5)
+    state = run(
+        fixture, BackgroundChange(background_mode="solid_color", background_color="#FFFFFF")
+    )
+    assert state.is_failed()
+    assert balances(fixture) == (5, 5)
+    assert load_pose(fixture).status == "ready"

@@ -38,7 +38,8 @@ GENERIC_FAILURE = "The background change failed on our side; your credits were r
 
 def failure_message(state: State[Any]) -> str:
     """What the user is told: our own errors carry a safe message; anything else is generic."""
-    error = state.data if isinstance(state.data, BaseException) else None
+    # A failed flow's data is the exception, or a result record wrapping it when results persist.
+    error = getattr(state.data, "result", state.data)
     if isinstance(error, PosegenError):
         return f"{error.message} Your credits were refunded."
     if state.is_cancelled() or state.is_cancelling():

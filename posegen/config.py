@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Embedded defaults live under `home`; set the URLs to use PostgreSQL, S3 and a remote Prefect."""
+    """Embedded defaults live under `home`; set the URLs for PostgreSQL, S3 and a remote Prefect."""
 
     model_config = SettingsConfigDict(env_prefix="POSEGEN_", extra="ignore")
 
@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_public_url: str | None = None
+    # The local Prefect server `posegen up` starts (always on 127.0.0.1, its own SQLite).
+    prefect_port: int = 4200
     background_change_cost: int = 10
     retry_backoff_seconds: float = 2.0
     runner_limit: int = 4
@@ -72,6 +74,11 @@ class Settings(BaseSettings):
     @property
     def public_url(self) -> str:
         return self.api_public_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def local_prefect_api_url(self) -> str:
+        """The API of the Prefect server `posegen up` runs; PREFECT_API_URL for its children."""
+        return f"http://127.0.0.1:{self.prefect_port}/api"
 
     def jwt_key(self) -> str:
         """The HS256 key; generated once into POSEGEN_HOME so tokens survive restarts."""

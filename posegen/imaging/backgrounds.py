@@ -66,9 +66,8 @@ class AiGenerated:
 
         assert change.background_prompt is not None
         width, height = flux_dimensions(*size)
-        data = FluxClient.from_settings().generate(
-            background_prompt(change.background_prompt), width, height
-        )
+        with FluxClient.from_settings() as flux:
+            data = flux.generate(background_prompt(change.background_prompt), width, height)
         return fit_cover(open_image(data).convert("RGB"), size)
 
 

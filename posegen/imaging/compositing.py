@@ -1,4 +1,4 @@
-"""Putting a cut-out subject in front of a new background: colours, canvases, cover fit, compositing."""
+"""Putting a cut-out subject in front of a new background: colours, canvases, cover fit, blend."""
 
 from __future__ import annotations
 
@@ -68,4 +68,4 @@ def _is_see_through(image: Image.Image) -> bool:
 def _check_size(size: tuple[int, int]) -> None:
     width, height = size
     if width < 1 or height < 1:
-        raise ValueError(f"an image size must be positive, got {width}×{height}")
+        raise ValueError(f"an image size must be positive, got {width}x{height}")

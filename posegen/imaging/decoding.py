@@ -8,7 +8,6 @@ the code can assume an upright, 8-bit, sRGB, metadata-free RGB or RGBA image.
 from __future__ import annotations
 
 import io
-import warnings
 from typing import Final
 
 import numpy as np
@@ -50,10 +49,15 @@ def open_image(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
 def encode_png(image: Image.Image) -> bytes:
     """PNG bytes with no metadata (no EXIF, ICC, text or DPI), quick to write.
 
+    RGB or RGBA, except that a greyscale ("L") image such as a mask stays one channel: a third
+    of the size, and `convert("L")` after reading it back as RGB gives the same values.
     `optimize` is off: it costs several times the encoding time for a few percent of size, and
     posegen writes PNGs on the request path of every background change and export.
     """
-    mode = "RGBA" if _has_alpha(image) else "RGB"
+    if image.mode == "L" and not image.has_transparency_data:
+        mode = "L"
+    else:
+        mode = "RGBA" if _has_alpha(image) else "RGB"
     # convert() always returns a new image, so clearing its info cannot touch the caller's.
     clean = image.convert(mode)
     clean.info = {}
@@ -84,10 +88,8 @@ def _open_header(data: bytes, limit: int) -> ImageFile.ImageFile:
 def _unaccepted_format_message(data: bytes) -> str:
     """Name the format when the file is a real image of a kind we refuse (GIF, TIFF, ...)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as other:
-                kind = other.format
+        with Image.open(io.BytesIO(data)) as other:
+            kind = other.format
     except Exception:
         return _NOT_AN_IMAGE
     return f"{kind} images are not supported: upload a PNG, JPEG or WebP image."
@@ -102,7 +104,7 @@ def _check_dimensions(image: Image.Image, limit: int) -> None:
 
 
 def _too_large(limit: int, width: int | None = None, height: int | None = None) -> ValidationFailed:
-    size = f" ({width}×{height})" if width and height else ""
+    size = f" ({width}x{height})" if width and height else ""
     megapixels = limit / 1_000_000
     return ValidationFailed(
         f"The image is too large{size}: at most {megapixels:g} megapixels are accepted.",

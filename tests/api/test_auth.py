@@ -27,7 +27,9 @@ def _claims(user_id: uuid.UUID) -> dict[str, object]:
     return {"sub": str(user_id), "role": "USER", "exp": datetime.now(UTC) + timedelta(hours=1)}
 
 
-def test_me_returns_the_token_owner(client: TestClient, new_account: Callable[..., Account]) -> None:
+def test_me_returns_the_token_owner(
+    client: TestClient, new_account: Callable[..., Account]
+) -> None:
     account = new_account(credits=42, unlimited=True)
 
     response = client.get(f"{BASE}/me", headers=account.headers)

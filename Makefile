@@ -30,6 +30,7 @@ run: install models
 demo: install models
 	$(BIN)/python -m posegen.demo
 
+# pytest's exit code 5 (no tests collected) is a failure too: make stops on any non-zero code.
 test: install models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -14,10 +14,16 @@ from posegen.config import get_settings
 from posegen.orchestration import ensure_limits_sync
 
 
+def deployment_name(full_name: str) -> str:
+    """`flow-name/deployment-name` → the deployment part (settings name the full form)."""
+    return full_name.split("/", 1)[1]
+
+
 def build_deployments() -> list[RunnerDeployment]:
+    settings = get_settings()
     return [
         background_change.to_deployment(
-            name="background-change",
+            name=deployment_name(settings.deployment_background_change),
             description="Change one pose's background (AI prompt, solid colour or upload).",
             tags=["posegen", "background-change"],
         ),

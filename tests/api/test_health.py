@@ -22,8 +22,7 @@ def prefect_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/api"
     monkeypatch.setenv("PREFECT_API_URL", url)
-    with temporary_settings(updates={PREFECT_API_URL: url}):
-        yield
+    yield
 
 
 def test_all_dependencies_up_is_200(client: TestClient, prefect_api: str) -> None:

@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -25,7 +26,7 @@ from posegen.db.session import session_scope
 from posegen.domain import credits
 from posegen.domain.poses import import_generation
 from posegen.domain.users import create_user, find_user_by_email
-from posegen.errors import Conflict, NotFound, PosegenError
+from posegen.errors import Conflict, PosegenError
 from posegen.storage import Storage, get_storage
 
 DEMO_ADMIN_EMAIL = "admin@posegen.local"
@@ -170,7 +171,28 @@ def _prefect_api(console: Console) -> Iterator[str]:
     try:
         yield server.api_url
     finally:
+        _drain_prefect_workers()
         server.stop()
+
+
+def _drain_prefect_workers() -> None:
+    """Send buffered flow-run logs and events before the temporary server goes away; otherwise
+    Prefect's background workers retry against the stopped server for a minute at exit."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        # Both return awaitables when called inside an event loop, as here.
+        with suppress(RuntimeError):  # the log worker never started
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
 
 
 def _answers(url: str) -> bool:
@@ -219,16 +241,11 @@ async def _run_changes(console: Console, changes: list[_DemoChange]) -> bool:
             ok = False
             continue
         seconds = time.perf_counter() - started
-        try:
-            where = str(
-                storage.local_path(result.output_key) or storage.url + "/" + result.output_key
-            )
-        except NotFound:
-            where = result.output_key
+        path = storage.local_path(result.output_key)  # None on S3
+        where = str(path) if path else f"{storage.url.rstrip('/')}/{result.output_key}"
         console.print(
             f"[green]{change.label}[/green] in {seconds:.1f} s → {where}\n"
             f"  credit balance: {result.balance}",
-            soft_wrap=True,
         )
     return ok
 
@@ -237,7 +254,7 @@ def main() -> int:
     """Migrate, seed, change backgrounds in every available mode; print outputs and balances."""
     from posegen.db.migrate import upgrade
 
-    console = Console()
+    console = Console(soft_wrap=True)  # output paths stay whole, in a terminal or a pipe
     started = time.perf_counter()
     settings = get_settings()
     upgrade()
@@ -246,7 +263,6 @@ def main() -> int:
         f"database {settings.database}\nstorage {get_storage().url}\n"
         f"demo user {DEMO_USER_EMAIL}: {demo.credits} credits, "
         f"generation {demo.generation_id}",
-        soft_wrap=True,
     )
     changes, skipped = _demo_changes(demo)
     with _prefect_api(console) as api_url:

@@ -27,7 +27,8 @@ async def submit_background_change(ticket: ChangeTicket, change: BackgroundChang
                     "pose_id": str(ticket.pose_id),
                     "user_id": str(ticket.user_id),
                     "request_id": str(ticket.request_id),
-                    "change": change.model_dump(mode="json"),
+                    # The deployment's parameter schema follows the flow signature: camelCase.
+                    "change": change.model_dump(mode="json", by_alias=True),
                 },
                 idempotency_key=ticket.charge_key,
                 tags=["posegen", "background-change"],

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from posegen.config import get_settings
 
-
 _engines: dict[str, Engine] = {}
 _lock = Lock()
 

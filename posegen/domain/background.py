@@ -136,6 +136,7 @@ class ChangeTicket:
     output_key: str
     previous_status: str
     previous_error: str | None
+    newly_charged: bool
 
 
 def charge_key(request_id: uuid.UUID) -> str:
@@ -173,23 +174,31 @@ def start_change(
     """Claim the pose for this request and charge once; safe to call again with the same request.
 
     The claim is a conditional UPDATE, so two concurrent requests for one pose cannot both run;
-    a claim older than the stale limit (a run that died unseen) may be taken over.
+    a claim older than the stale limit (a run that died unseen) may be taken over. A request
+    that was already charged is not claimed or charged again: the flow re-checks the API's
+    charge this way, and a client retry gets the same answer. A request whose charge was
+    refunded is over: running it again would be free work, so it is refused.
     """
     check_upload_owner(change, user.id)
     pose = get_owned_pose(session, user.id, pose_id)
+    key = charge_key(request_id)
+    existing = credits.find_transaction(session, key)
+    if existing is not None:
+        if credits.is_refunded(session, existing.id):
+            raise Conflict(
+                "This background change already failed and was refunded; send a new request",
+                poseId=str(pose_id),
+            )
+        if pose.change_request_id != request_id:
+            raise Conflict("A newer background change for this pose took over", poseId=str(pose_id))
+        return _ticket(pose, user, request_id, existing.amount, credits.balance(session, user.id))
     previous_status, previous_error = pose.status, pose.error_message
-    if pose.change_request_id == request_id and pose.status == PoseStatus.PROCESSING:
-        previous_status, previous_error = PoseStatus.READY, None
     stale = datetime.now(UTC) - timedelta(minutes=get_settings().background_change_stale_minutes)
     claimed = session.execute(
         update(Pose)
         .where(
             Pose.id == pose.id,
-            or_(
-                Pose.status != PoseStatus.PROCESSING,
-                Pose.change_request_id == request_id,
-                Pose.change_started_at < stale,
-            ),
+            or_(Pose.status != PoseStatus.PROCESSING, Pose.change_started_at < stale),
         )
         .values(
             status=PoseStatus.PROCESSING,
@@ -197,12 +206,13 @@ def start_change(
             change_started_at=datetime.now(UTC),
             error_message=None,
         )
+        # SQLite hands back naive datetimes; don't re-evaluate the WHERE in Python.
+        .execution_options(synchronize_session=False)
     ).rowcount
     if not claimed:
         session.rollback()
         raise Conflict("A background change for this pose is already running", poseId=str(pose_id))
     session.commit()
-    key = charge_key(request_id)
     try:
         entry = credits.charge_credits(
             session,
@@ -215,17 +225,41 @@ def start_change(
     except BaseException:
         _release_claim(session, pose.id, request_id, previous_status, previous_error)
         raise
+    return _ticket(
+        pose,
+        user,
+        request_id,
+        entry.amount,
+        entry.balance,
+        previous_status=previous_status,
+        previous_error=previous_error,
+        newly_charged=entry.created,
+    )
+
+
+def _ticket(
+    pose: Pose,
+    user: User,
+    request_id: uuid.UUID,
+    amount: int,
+    balance: int,
+    *,
+    previous_status: str = PoseStatus.READY,
+    previous_error: str | None = None,
+    newly_charged: bool = False,
+) -> ChangeTicket:
     return ChangeTicket(
         pose_id=pose.id,
         generation_id=pose.generation_id,
         user_id=user.id,
         request_id=request_id,
-        charge_key=key,
-        credit_charged=-entry.amount,
-        credit_balance=entry.balance,
+        charge_key=charge_key(request_id),
+        credit_charged=-amount,
+        credit_balance=balance,
         output_key=output_key(pose),
         previous_status=previous_status,
         previous_error=previous_error,
+        newly_charged=newly_charged,
     )
 
 
@@ -280,7 +314,13 @@ def fail_change(
 
 
 def abort_change(session: Session, ticket: ChangeTicket) -> credits.LedgerEntry | None:
-    """The run could not even be submitted: refund at once and put the pose back as it was."""
+    """The run could not even be submitted: refund at once and put the pose back as it was.
+
+    Only the call that made the charge aborts it; a retry of an accepted request leaves the
+    first submission's run (which may well be running) alone.
+    """
+    if not ticket.newly_charged:
+        return None
     refund = credits.refund_charge(session, ticket.charge_key, reason="refund")
     _release_claim(
         session, ticket.pose_id, ticket.request_id, ticket.previous_status, ticket.previous_error

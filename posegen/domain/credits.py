@@ -111,6 +111,15 @@ def find_transaction(session: Session, idempotency_key: str) -> CreditTransactio
     )
 
 
+def is_refunded(session: Session, transaction_id: uuid.UUID) -> bool:
+    return (
+        session.scalar(
+            select(CreditTransaction.id).where(CreditTransaction.refund_of == transaction_id)
+        )
+        is not None
+    )
+
+
 def _apply(
     session: Session,
     user_id: uuid.UUID,

@@ -4,6 +4,7 @@ and generations holding one real pose image."""
 from __future__ import annotations
 
 import io
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -79,6 +80,22 @@ def new_generation(db_url: str) -> Callable[[Account], Generated]:
 @pytest.fixture
 def generated(account: Account, new_generation: Callable[[Account], Generated]) -> Generated:
     return new_generation(account)
+
+
+@pytest.fixture
+def prefect_unreachable() -> Iterator[None]:
+    """The Prefect API URL pointing at a loopback port nothing listens on.
+
+    A settings context, not an environment variable: once the session's Prefect test server
+    runs, its settings context wins over the environment.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
+        yield
 
 
 def png_bytes(size: tuple[int, int] = (96, 128), colour: str = "#3366CC") -> bytes:

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import BASE
 
 HEALTH = f"{BASE}/health"
-
-
-@pytest.fixture
-def prefect_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/api"
-    monkeypatch.setenv("PREFECT_API_URL", url)
-    yield
 
 
 def test_all_dependencies_up_is_200(client: TestClient, prefect_api: str) -> None:
@@ -38,7 +23,7 @@ def test_all_dependencies_up_is_200(client: TestClient, prefect_api: str) -> Non
 
 
 def test_prefect_down_is_503_degraded_with_the_database_ok(
-    client: TestClient, prefect_down: None
+    client: TestClient, prefect_unreachable: None
 ) -> None:
     response = client.get(HEALTH)
 

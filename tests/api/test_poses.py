@@ -3,9 +3,8 @@ a real Prefect server (charge, submit, 202; refusals that never touch credits; r
 
 from __future__ import annotations
 
-import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,20 +33,6 @@ def background_deployment(prefect_api: str) -> str:
     return prefect_api
 
 
-@pytest.fixture
-def closed_prefect(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """PREFECT_API_URL pointing at a loopback port nothing listens on."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/api"
-    monkeypatch.setenv("PREFECT_API_URL", url)
-    with temporary_settings(updates={PREFECT_API_URL: url}):
-        yield
-
-
 def _read_flow_run(flow_run_id: str) -> Any:
     from prefect.client.orchestration import get_client
 
@@ -69,7 +54,11 @@ def test_owner_reads_pose_with_urls_to_its_images(
     assert body["generationId"] == str(generated.generation_id)
     assert body["imageUrl"] == f"{BASE}/files/{generated.image_key}"
     assert body["originalImageUrl"] == body["imageUrl"]
-    assert (body["status"], body["backgroundChanged"], body["exportFormats"]) == ("ready", False, {})
+    assert (body["status"], body["backgroundChanged"], body["exportFormats"]) == (
+        "ready",
+        False,
+        {},
+    )
     assert {"errorMessage", "backgroundMode", "backgroundPrompt", "backgroundColor"} <= set(body)
     assert {"createdAt", "updatedAt"} <= set(body)
 
@@ -291,7 +280,7 @@ def test_unreachable_prefect_is_503_and_refunds_at_once(
     db_url: str,
     account: Account,
     generated: Generated,
-    closed_prefect: None,
+    prefect_unreachable: None,
 ) -> None:
     response = client.post(_change(generated), json=SOLID, headers=account.headers)
 
@@ -355,6 +344,25 @@ def test_retry_with_the_same_idempotency_key_returns_the_same_run_and_charges_on
     assert second.json()["creditBalance"] == 90
     assert balance(db_url, account.id) == 90
     assert ledger(db_url, account.id) == [(-10, "background_change")]
+
+
+def test_same_idempotency_key_on_another_pose_is_another_request(
+    client: TestClient,
+    db_url: str,
+    account: Account,
+    new_generation: Callable[[Account], Generated],
+    background_deployment: str,
+) -> None:
+    headers = {**account.headers, "Idempotency-Key": "reused-key"}
+    first, second = new_generation(account), new_generation(account)
+
+    one = client.post(_change(first), json=SOLID, headers=headers)
+    other = client.post(_change(second), json=SOLID, headers=headers)
+
+    assert one.status_code == other.status_code == 202, other.text
+    assert one.json()["flowRunId"] != other.json()["flowRunId"]
+    assert _read_flow_run(other.json()["flowRunId"]).parameters["pose_id"] == str(second.pose_id)
+    assert balance(db_url, account.id) == 80
 
 
 def test_own_upload_is_accepted_as_background(

@@ -43,7 +43,9 @@ def test_png_upload_is_stored_as_png_under_the_users_folder(
     client: TestClient, account: Account
 ) -> None:
     response = client.post(
-        UPLOADS, files={"file": ("bg.png", png_bytes((80, 60)), "image/png")}, headers=account.headers
+        UPLOADS,
+        files={"file": ("bg.png", png_bytes((80, 60)), "image/png")},
+        headers=account.headers,
     )
 
     assert response.status_code == 201, response.text

@@ -32,7 +32,9 @@ _NOT_FOUND = "File not found"
         404: {"description": "No such file, or not yours"},
     },
 )
-def download_file(key: str, user: CurrentUser, session: SessionDep, storage: StorageDep) -> Response:
+def download_file(
+    key: str, user: CurrentUser, session: SessionDep, storage: StorageDep
+) -> Response:
     key = validate_key(key)
     if owner_of_key(session, key) != user.id:
         raise NotFound(_NOT_FOUND)

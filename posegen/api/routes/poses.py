@@ -72,7 +72,7 @@ async def change_background(
     image_url = change.background_image_url
     if image_url and image_url.startswith("https://"):
         await run_in_threadpool(check_url, image_url)
-    request_id = _request_id(user, idempotency_key)
+    request_id = _request_id(user, pose_uuid, idempotency_key)
     ticket = await run_in_threadpool(start_change, session, user, pose_uuid, request_id, change)
     try:
         flow_run_id = await submit_background_change(ticket, change)
@@ -89,11 +89,12 @@ def _flux_configured() -> bool:
     return key is not None and bool(key.get_secret_value())
 
 
-def _request_id(user: User, idempotency_key: str | None) -> uuid.UUID:
+def _request_id(user: User, pose_id: uuid.UUID, idempotency_key: str | None) -> uuid.UUID:
     """A client retry (same Idempotency-Key) maps to the same request: same run, one charge.
 
-    Scoped by user, so two users picking the same key never share a request.
+    Scoped by user and pose: two users picking the same key, or one client reusing a key for
+    another pose, must not share a request (the second pose would get the first pose's run).
     """
     if idempotency_key is None:
         return uuid.uuid4()
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"{user.id}:{idempotency_key}")
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"{user.id}:{pose_id}:{idempotency_key}")

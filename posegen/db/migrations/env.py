@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from posegen.db.models import Base
 from posegen.db.session import get_engine
 

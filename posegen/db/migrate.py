@@ -19,5 +19,6 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> None:
+def upgrade(url: str | None = None, revision: str = "heads") -> None:
+    """Upgrade to every head: feature branches of the schema may land independently."""
     command.upgrade(alembic_config(url), revision)

@@ -108,3 +108,47 @@ def test_insufficient_credits_fails_without_charge(pose_of) -> None:  # type: ig
     assert state.is_failed()
     assert balances(fixture) == (5, 5)
     assert load_pose(fixture).status == "ready"
+
+
+@pytest.fixture
+def real_services_env(
+    pg_url: str, s3_endpoint: str, s3_storage_url: str, monkeypatch: pytest.MonkeyPatch
+):  # type: ignore[no-untyped-def]
+    """PostgreSQL for the app database and the S3 endpoint for storage."""
+    from posegen.config import reset_settings
+    from posegen.db.session import reset_engines
+    from posegen.storage import reset_storage
+
+    monkeypatch.setenv("POSEGEN_DATABASE_URL", pg_url)
+    monkeypatch.setenv("POSEGEN_STORAGE_URL", s3_storage_url)
+    monkeypatch.setenv("POSEGEN_S3_ENDPOINT_URL", s3_endpoint)
+    for reset in (reset_settings, reset_engines, reset_storage):
+        reset()
+    yield pg_url
+    monkeypatch.undo()
+    for reset in (reset_settings, reset_engines, reset_storage):
+        reset()
+
+
+@pytest.mark.postgres
+def test_flow_on_postgres_and_s3(real_services_env: str) -> None:
+    from posegen.domain.poses import import_generation
+    from tests.conftest import make_user
+    from tests.flows.conftest import PoseFixture, astronaut_png
+
+    url = real_services_env
+    user_id = make_user(url, credits=20)
+    storage = get_storage()
+    assert not storage.is_local
+    with session_scope(url) as session:
+        generation = import_generation(session, storage, user_id, [astronaut_png(128)])
+        fixture = PoseFixture(user_id, generation.id, generation.poses[0].id, url)
+    state = run(
+        fixture, BackgroundChange(background_mode="solid_color", background_color="#0000FF")
+    )
+    assert state.is_completed(), state.message
+    pose = load_pose(fixture)
+    result = Image.open(io.BytesIO(storage.read_bytes(pose.image_key))).convert("RGB")
+    assert result.getpixel((result.width - 2, 2)) == (0, 0, 255)
+    assert storage.client_url(pose.image_key).startswith("http")
+    assert balances(fixture) == (10, 10)

@@ -58,7 +58,7 @@ def refund_failed_change(flow: Flow[Any, Any], flow_run: FlowRun, state: State[A
     request_id = uuid.UUID(str(params["request_id"]))
     message = failure_message(state)
     with session_scope() as session:
-        refund = fail_change(session, pose_id, request_id, message)
+        refund = fail_change(session, pose_id, request_id, message, flow_run_id=flow_run.id)
     emit_event(
         event=EVENT_BACKGROUND_FAILED,
         resource=pose_resource(pose_id),

@@ -8,6 +8,7 @@ from prefect import task
 from prefect.client.schemas.objects import TaskRun
 from prefect.concurrency.sync import rate_limit
 from prefect.events import emit_event
+from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.tasks import Task, exponential_backoff
 
@@ -46,7 +47,11 @@ def charge_credits(
         user = get_user(session, user_id)
         if user is None:
             raise NotFound("User not found")
-        return domain.start_change(session, user, pose_id, request_id, change)
+        ticket = domain.start_change(session, user, pose_id, request_id, change)
+        run_id = flow_run.get_id()
+        if run_id:
+            domain.record_flow_run(session, ticket, uuid.UUID(run_id))
+        return ticket
 
 
 @task(name="load-original", **_RETRYING)

@@ -18,7 +18,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from posegen.config import get_settings
-from posegen.db.models import Pose, PoseStatus, User
+from posegen.db.models import CreditTransaction, Pose, PoseStatus, User
 from posegen.domain import credits
 from posegen.domain.poses import get_owned_pose
 from posegen.errors import Conflict, NotFound, ValidationFailed
@@ -263,8 +263,21 @@ def _ticket(
     )
 
 
-def record_flow_run(session: Session, pose_id: uuid.UUID, flow_run_id: uuid.UUID) -> None:
-    session.execute(update(Pose).where(Pose.id == pose_id).values(change_flow_run_id=flow_run_id))
+def record_flow_run(session: Session, ticket: ChangeTicket, flow_run_id: uuid.UUID) -> None:
+    """Tie the pose and the charge to the run, so the reconciler can ask Prefect how it ended."""
+    session.execute(
+        update(Pose)
+        .where(Pose.id == ticket.pose_id, Pose.change_request_id == ticket.request_id)
+        .values(change_flow_run_id=flow_run_id)
+    )
+    session.execute(
+        update(CreditTransaction)
+        .where(
+            CreditTransaction.idempotency_key == ticket.charge_key,
+            CreditTransaction.flow_run_id.is_(None),
+        )
+        .values(flow_run_id=flow_run_id)
+    )
     session.commit()
 
 
@@ -296,14 +309,21 @@ def complete_change(
 
 
 def fail_change(
-    session: Session, pose_id: uuid.UUID, request_id: uuid.UUID, message: str
+    session: Session,
+    pose_id: uuid.UUID,
+    request_id: uuid.UUID,
+    message: str,
+    *,
+    flow_run_id: uuid.UUID | None = None,
 ) -> credits.LedgerEntry | None:
     """Refund the request's charge exactly once and record the error on the pose.
 
     Only the request that holds the claim marks the pose failed, so a late failure of an old
     run cannot overwrite a newer change's state.
     """
-    refund = credits.refund_charge(session, charge_key(request_id), reason="refund")
+    refund = credits.refund_charge(
+        session, charge_key(request_id), reason="refund", flow_run_id=flow_run_id
+    )
     session.execute(
         update(Pose)
         .where(Pose.id == pose_id, Pose.change_request_id == request_id)

@@ -79,7 +79,7 @@ async def change_background(
     except ServiceUnavailable:
         await run_in_threadpool(abort_change, session, ticket)
         raise
-    await run_in_threadpool(record_flow_run, session, ticket.pose_id, flow_run_id)
+    await run_in_threadpool(record_flow_run, session, ticket, flow_run_id)
     return schemas.BackgroundChangeAccepted.of(ticket, flow_run_id, storage)
 
 

@@ -1,0 +1,100 @@
+"""Finding charges that will never be refunded by their own run, and deciding to refund them.
+
+A flow's failure hooks refund most failures, but a run killed with SIGKILL, a lost runner or an
+API that died between charge and submission leave a charge behind with nobody to refund it.
+This module lists such open charges and decides, from how the run ended, which to refund.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from posegen.db.models import CreditTransaction, Pose
+from posegen.domain.background import charge_key
+
+# Prefect state types after which a run will never refund its own charge.
+DEAD_STATES = frozenset({"FAILED", "CRASHED", "CANCELLED"})
+CHARGE_PREFIX = charge_key(uuid.UUID(int=0)).rsplit(":", 1)[0] + ":"
+
+
+@dataclass(frozen=True)
+class OpenCharge:
+    """A background-change charge with no refund yet."""
+
+    charge_key: str
+    user_id: uuid.UUID
+    pose_id: uuid.UUID
+    request_id: uuid.UUID
+    amount: int
+    flow_run_id: uuid.UUID | None
+    created_at: datetime
+
+
+def open_charges(session: Session, *, since: datetime, until: datetime) -> list[OpenCharge]:
+    """Unrefunded background-change charges made in [since, until)."""
+    refund = aliased(CreditTransaction)
+    charges = session.scalars(
+        select(CreditTransaction)
+        .outerjoin(refund, refund.refund_of == CreditTransaction.id)
+        .where(
+            refund.id.is_(None),
+            CreditTransaction.idempotency_key.startswith(CHARGE_PREFIX),
+            CreditTransaction.created_at >= since,
+            CreditTransaction.created_at < until,
+        )
+        .order_by(CreditTransaction.created_at)
+    ).all()
+    pose_ids = {uuid.UUID(str(charge.reference)) for charge in charges}
+    poses = {
+        pose.id: pose for pose in session.scalars(select(Pose).where(Pose.id.in_(pose_ids)))
+    }
+    result = []
+    for charge in charges:
+        request_id = uuid.UUID(charge.idempotency_key.removeprefix(CHARGE_PREFIX))
+        pose_id = uuid.UUID(str(charge.reference))
+        pose = poses.get(pose_id)
+        if pose is not None and pose.change_request_id == request_id and pose.status == "ready":
+            continue  # this request's change completed: its charge is earned
+        run_id = charge.flow_run_id
+        if run_id is None and pose is not None and pose.change_request_id == request_id:
+            run_id = pose.change_flow_run_id
+        result.append(
+            OpenCharge(
+                charge_key=charge.idempotency_key,
+                user_id=charge.user_id,
+                pose_id=pose_id,
+                request_id=request_id,
+                amount=-charge.amount,
+                flow_run_id=run_id,
+                created_at=charge.created_at,
+            )
+        )
+    return result
+
+
+def refund_reason(
+    charge: OpenCharge,
+    run_state: str | None,
+    run_exists: bool,
+    *,
+    now: datetime,
+    grace: timedelta,
+) -> str | None:
+    """Why this charge must be refunded now, or None to leave it (its run may still finish)."""
+    old_enough = _aware(charge.created_at) <= now - grace
+    if charge.flow_run_id is None:
+        return "no flow run was started for this charge" if old_enough else None
+    if not run_exists:
+        return "its flow run no longer exists" if old_enough else None
+    if run_state in DEAD_STATES:
+        return f"its flow run ended {run_state.lower()}"
+    return None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,89 @@
+"""Tasks of the refund reconciler: list open charges, ask Prefect how their runs ended, refund."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from prefect import task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.events import emit_event
+
+from posegen.db.session import session_scope
+from posegen.domain.background import fail_change
+from posegen.domain.reconcile import OpenCharge, open_charges, refund_reason
+from posegen.orchestration import EVENT_BACKGROUND_FAILED, pose_resource, user_related
+
+
+@task(name="find-open-charges", retries=2, retry_delay_seconds=2)
+def find_open_charges(lookback_hours: float) -> list[OpenCharge]:
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        return open_charges(session, since=now - timedelta(hours=lookback_hours), until=now)
+
+
+@task(name="read-run-states", retries=2, retry_delay_seconds=2)
+async def read_run_states(run_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """State type of each run that still exists (one API call per 200 runs)."""
+    states: dict[uuid.UUID, str] = {}
+    async with get_client() as client:
+        for start in range(0, len(run_ids), 200):
+            batch = run_ids[start : start + 200]
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=batch)), limit=len(batch)
+            )
+            for run in runs:
+                states[run.id] = run.state_type.value if run.state_type else "UNKNOWN"
+    return states
+
+
+@task(name="refund-dead-charges")
+def refund_dead_charges(
+    charges: list[OpenCharge], states: dict[uuid.UUID, str], grace_minutes: float
+) -> list[dict[str, str | int]]:
+    """Refund (once, by the ledger's rule) every charge whose run can no longer refund it."""
+    now = datetime.now(UTC)
+    refunded: list[dict[str, str | int]] = []
+    for charge in charges:
+        run_id = charge.flow_run_id
+        reason = refund_reason(
+            charge,
+            states.get(run_id) if run_id else None,
+            run_id in states if run_id else False,
+            now=now,
+            grace=timedelta(minutes=grace_minutes),
+        )
+        if reason is None:
+            continue
+        message = (
+            "The background change did not finish (the worker stopped); your credits were refunded."
+        )
+        with session_scope() as session:
+            refund = fail_change(
+                session, charge.pose_id, charge.request_id, message, flow_run_id=run_id
+            )
+        if refund is None or not refund.created:
+            continue
+        emit_event(
+            event=EVENT_BACKGROUND_FAILED,
+            resource=pose_resource(charge.pose_id),
+            related=[user_related(charge.user_id)],
+            payload={
+                "poseId": str(charge.pose_id),
+                "requestId": str(charge.request_id),
+                "errorMessage": message,
+                "creditRefunded": refund.amount,
+                "reconciled": True,
+            },
+        )
+        refunded.append(
+            {
+                "poseId": str(charge.pose_id),
+                "userId": str(charge.user_id),
+                "flowRunId": str(run_id or ""),
+                "credits": refund.amount,
+                "reason": reason,
+            }
+        )
+    return refunded

@@ -9,10 +9,11 @@ from prefect import task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.events import emit_event
+from prefect.states import Crashed
 
 from posegen.db.session import session_scope
 from posegen.domain.background import fail_change
-from posegen.domain.reconcile import OpenCharge, open_charges, refund_reason
+from posegen.domain.reconcile import STALLED, OpenCharge, open_charges, refund_reason
 from posegen.orchestration import EVENT_BACKGROUND_FAILED, pose_resource, user_related
 
 
@@ -38,9 +39,22 @@ async def read_run_states(run_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
     return states
 
 
+def mark_crashed(run_id: uuid.UUID) -> None:
+    """Tell Prefect the truth about a run whose process died, so the UI shows it Crashed."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(
+            run_id,
+            Crashed(message="The run stopped responding; posegen refunded its charge."),
+            force=True,
+        )
+
+
 @task(name="refund-dead-charges")
 def refund_dead_charges(
-    charges: list[OpenCharge], states: dict[uuid.UUID, str], grace_minutes: float
+    charges: list[OpenCharge],
+    states: dict[uuid.UUID, str],
+    grace_minutes: float,
+    running_timeout_minutes: float,
 ) -> list[dict[str, str | int]]:
     """Refund (once, by the ledger's rule) every charge whose run can no longer refund it."""
     now = datetime.now(UTC)
@@ -53,9 +67,12 @@ def refund_dead_charges(
             run_id in states if run_id else False,
             now=now,
             grace=timedelta(minutes=grace_minutes),
+            running_timeout=timedelta(minutes=running_timeout_minutes),
         )
         if reason is None:
             continue
+        if reason == STALLED and run_id is not None:
+            mark_crashed(run_id)
         message = (
             "The background change did not finish (the worker stopped); your credits were refunded."
         )

@@ -50,9 +50,7 @@ def open_charges(session: Session, *, since: datetime, until: datetime) -> list[
         .order_by(CreditTransaction.created_at)
     ).all()
     pose_ids = {uuid.UUID(str(charge.reference)) for charge in charges}
-    poses = {
-        pose.id: pose for pose in session.scalars(select(Pose).where(Pose.id.in_(pose_ids)))
-    }
+    poses = {pose.id: pose for pose in session.scalars(select(Pose).where(Pose.id.in_(pose_ids)))}
     result = []
     for charge in charges:
         request_id = uuid.UUID(charge.idempotency_key.removeprefix(CHARGE_PREFIX))
@@ -77,6 +75,9 @@ def open_charges(session: Session, *, since: datetime, until: datetime) -> list[
     return result
 
 
+STALLED = "its flow run stopped responding"
+
+
 def refund_reason(
     charge: OpenCharge,
     run_state: str | None,
@@ -84,15 +85,24 @@ def refund_reason(
     *,
     now: datetime,
     grace: timedelta,
+    running_timeout: timedelta,
 ) -> str | None:
-    """Why this charge must be refunded now, or None to leave it (its run may still finish)."""
-    old_enough = _aware(charge.created_at) <= now - grace
+    """Why this charge must be refunded now, or None to leave it (its run may still finish).
+
+    A run still scheduled is left alone however old (it starts when a runner is back); a run
+    Running for longer than any change can take was killed with its process (SIGKILL, lost
+    machine) and will never report, so it is treated as dead.
+    """
+    age = now - _aware(charge.created_at)
+    old_enough = age >= grace
     if charge.flow_run_id is None:
         return "no flow run was started for this charge" if old_enough else None
     if not run_exists:
         return "its flow run no longer exists" if old_enough else None
     if run_state in DEAD_STATES:
         return f"its flow run ended {run_state.lower()}"
+    if run_state == "RUNNING" and age >= running_timeout:
+        return STALLED
     return None
 
 

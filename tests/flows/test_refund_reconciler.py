@@ -42,10 +42,12 @@ def charge_like_the_api(fixture, run_state=None) -> uuid.UUID | None:  # type: i
     return run_id
 
 
-def reconcile(grace_minutes: float = 10.0) -> list[dict]:  # type: ignore[type-arg]
+def reconcile(grace_minutes: float = 10.0, running_timeout: float = 30.0) -> list[dict]:  # type: ignore[type-arg]
     from flows.refund_reconciler import refund_reconciler
 
-    return asyncio.run(refund_reconciler(grace_minutes=grace_minutes))
+    return asyncio.run(
+        refund_reconciler(grace_minutes=grace_minutes, running_timeout_minutes=running_timeout)
+    )
 
 
 @pytest.mark.parametrize("dead", [Crashed, Cancelled], ids=["crashed", "cancelled"])
@@ -101,3 +103,42 @@ def test_run_that_no_longer_exists_is_refunded(pose_of) -> None:  # type: ignore
     refunded = [r for r in reconcile(grace_minutes=0) if r["poseId"] == str(fixture.pose_id)]
     assert refunded and refunded[0]["reason"] == "its flow run no longer exists"
     assert balances(fixture) == (50, 50)
+
+
+def test_run_stuck_running_past_the_timeout_is_crashed_and_refunded(pose_of) -> None:  # type: ignore[no-untyped-def]
+    fixture = pose_of(credits=50)
+    run_id = charge_like_the_api(fixture, Running())
+    assert str(fixture.pose_id) not in {r["poseId"] for r in reconcile(grace_minutes=0)}
+    refunded = [
+        r
+        for r in reconcile(grace_minutes=0, running_timeout=0)
+        if r["poseId"] == str(fixture.pose_id)
+    ]
+    assert refunded and refunded[0]["reason"] == "its flow run stopped responding"
+    assert balances(fixture) == (50, 50)
+
+    async def state_of() -> str:
+        async with get_client() as client:
+            return (await client.read_flow_run(run_id)).state_type.value
+
+    assert asyncio.run(state_of()) == "CRASHED"
+
+
+def test_reconciler_publishes_an_artifact_of_its_refunds(pose_of) -> None:  # type: ignore[no-untyped-def]
+    fixture = pose_of(credits=50)
+    charge_like_the_api(fixture, Crashed())
+    reconcile()
+
+    async def latest() -> str:
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+        from prefect.client.schemas.sorting import ArtifactSort
+
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["refund-reconciler"])),
+                sort=ArtifactSort.CREATED_DESC,
+                limit=5,
+            )
+            return " ".join(str(a.data) for a in artifacts)
+
+    assert str(fixture.pose_id) in asyncio.run(latest())

@@ -10,6 +10,7 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
 from flows.background_change import background_change
+from flows.refund_reconciler import refund_reconciler
 from posegen.config import get_settings
 from posegen.orchestration import ensure_limits_sync
 
@@ -26,6 +27,12 @@ def build_deployments() -> list[RunnerDeployment]:
             name=deployment_name(settings.deployment_background_change),
             description="Change one pose's background (AI prompt, solid colour or upload).",
             tags=["posegen", "background-change"],
+        ),
+        refund_reconciler.to_deployment(
+            name="refund-reconciler",
+            description="Refund charges whose background-change run died without refunding.",
+            tags=["posegen", "credits"],
+            interval=300,
         ),
     ]
 

@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-$(REMBG_HOME)/models/u2netp/u2netp.onnx: $(BIN)/.installed
+$(REMBG_HOME)/models/u2netp/u2netp.onnx: | $(BIN)/.installed
 	$(BIN)/posegen models fetch
 
 models: $(REMBG_HOME)/models/u2netp/u2netp.onnx

@@ -15,13 +15,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
@@ -31,7 +31,7 @@ from posegen.config import Settings, get_settings, reset_settings
 if TYPE_CHECKING:
     from posegen.demo import DemoData
 
-__all__ = ["run_stack", "stack_environment"]
+__all__ = ["process_tree", "run_stack", "stack_environment", "still_running"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The base path of the API (DESIGN.md contract). Not imported from posegen.api.app: importing
@@ -45,6 +45,9 @@ _LOG_TAIL_LINES = 25
 # The runner asks Prefect for scheduled runs every PREFECT_RUNNER_POLL_FREQUENCY seconds; at
 # Prefect's default (10) a background change would wait up to 10 s before it even starts.
 _RUNNER_POLL_SECONDS = "2"
+
+# What signal.signal() returns and accepts (typeshed's private `_HANDLER`).
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 # soft_wrap: paths, tokens and commands stay on one line, in a terminal or a pipe.
 console = Console(soft_wrap=True)
@@ -73,12 +76,11 @@ def stack_environment(
     *,
     database_url: str | None = None,
     storage_url: str | None = None,
-    base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment every child gets: one POSEGEN_HOME (absolute, since the runner's flow
     runs start elsewhere), Prefect pointed at the local server with its state under it, offline."""
     home = settings.home_dir
-    env = dict(os.environ if base is None else base)
+    env = dict(os.environ)
     env.update(
         {
             "POSEGEN_HOME": str(home),
@@ -133,7 +135,7 @@ def run_stack(database_url: str | None, storage_url: str | None) -> int:
         if children:
             console.print(f"stopping (up to {2 * STOP_GRACE:.0f} s)…")
             _stop_all(children)
-    console.print("stopped")
+            console.print("stopped")
     return 1 if failure is not None or died is not None else 0
 
 
@@ -187,6 +189,7 @@ def _start(settings: Settings, env: dict[str, str], children: list[_Child]) -> D
         )
     upgrade()
     get_storage().ensure_bucket()
+    settings.jwt_key()  # made once here, before the API could race this process to create it
     console.print(f"database {settings.database} migrated; storage {settings.storage}")
     prefect_url = settings.local_prefect_api_url
     spawn = _Spawner(env, logs, children)
@@ -336,29 +339,72 @@ def _supervise(children: list[_Child]) -> _Child:
 
 def _stop_all(children: list[_Child]) -> None:
     """Stop in reverse start order in two waves — runner and API, then the Prefect server —
-    each SIGTERM first, SIGKILL for whatever is left after STOP_GRACE seconds."""
+    each SIGTERM first, SIGKILL for whatever is left after STOP_GRACE seconds. Between the
+    waves, runs the runner left behind are marked Crashed while the server still answers."""
     server = [child for child in children if child.name == "prefect-server"]
     others = [child for child in reversed(children) if child.name != "prefect-server"]
-    for wave in (others, server):
-        if wave:
-            _terminate(wave)
+    if others:
+        _terminate(others)
+    if server and server[0].process.poll() is None and any(c.name == "runner" for c in others):
+        _crash_orphaned_runs()
+    if server:
+        _terminate(server)
+
+
+def _crash_orphaned_runs() -> None:
+    """Mark deployment runs still Pending/Running as Crashed once the runner is gone.
+
+    The runner is the only executor of this stack's deployments, so such a run has no process
+    any more; a run killed before its engine was up (still loading, say) cannot report that
+    itself and would stay Pending forever, its charge never reconciled. Runs without a
+    deployment (`posegen change-background`, `make demo`) run in other processes: left alone.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterDeploymentId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    in_flight = FlowRunFilter(
+        deployment_id=FlowRunFilterDeploymentId(is_null_=False),
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(
+                any_=[StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
+            )
+        ),
+    )
+    try:
+        with get_client(sync_client=True) as client:
+            for run in client.read_flow_runs(flow_run_filter=in_flight):
+                client.set_flow_run_state(
+                    run.id,
+                    Crashed(message="`posegen up` stopped while this run was in flight"),
+                    force=True,
+                )
+                console.print(f"marked flow run {run.name} ({run.id}) Crashed")
+    except Exception as exc:  # shutting down regardless; say why the runs may stay open
+        console.print(f"[yellow]could not mark in-flight runs Crashed:[/yellow] {exc}")
 
 
 def _terminate(wave: list[_Child]) -> None:
     """Signal each child's process group and every descendant: the runner starts each flow
     run in a session of its own, which a group signal would not reach."""
     descendants = {
-        pid: started for child in wave for pid, started in _descendants(child.process.pid)
+        pid: started for child in wave for pid, started in process_tree(child.process.pid).items()
     }
     _signal_groups(wave, signal.SIGTERM)
     _signal(descendants, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE
     while time.monotonic() < deadline and (
-        any(child.process.poll() is None for child in wave) or _alive(descendants)
+        any(child.process.poll() is None for child in wave) or still_running(descendants)
     ):
         time.sleep(0.1)
     left = [child.name for child in wave if child.process.poll() is None]
-    stragglers = _alive(descendants)
+    stragglers = still_running(descendants)
     if left or stragglers:
         console.print(
             f"[yellow]killing what did not stop within {STOP_GRACE:.0f} s: "
@@ -378,12 +424,12 @@ def _signal_groups(wave: list[_Child], sig: signal.Signals) -> None:
 
 
 def _signal(targets: Mapping[int, int], sig: signal.Signals) -> None:
-    for pid in _alive(targets):
+    for pid in still_running(targets):
         with suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
 
 
-def _alive(targets: Mapping[int, int]) -> dict[int, int]:
+def still_running(targets: Mapping[int, int]) -> dict[int, int]:
     """The targets still running: same pid *and* same start time, so a pid reused by an
     unrelated process is never signalled."""
     return {pid: started for pid, started in targets.items() if _start_time(pid) == started}
@@ -401,8 +447,9 @@ def _start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-def _descendants(root: int) -> Iterator[tuple[int, int]]:
-    """(pid, start time) of every process below `root`, from /proc (empty elsewhere)."""
+def process_tree(root: int) -> dict[int, int]:
+    """Every process below `root` (children, their children, …) as pid → start time, from
+    /proc (empty where there is none); with `still_running`, a check that survives pid reuse."""
     children: dict[int, list[int]] = {}
     with suppress(OSError):
         for entry in Path("/proc").iterdir():
@@ -414,13 +461,15 @@ def _descendants(root: int) -> Iterator[tuple[int, int]]:
                 continue
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
             children.setdefault(ppid, []).append(int(entry.name))
-    stack = list(children.get(root, []))
-    while stack:
-        pid = stack.pop()
+    tree: dict[int, int] = {}
+    pending = list(children.get(root, []))
+    while pending:
+        pid = pending.pop()
         started = _start_time(pid)
         if started is not None:
-            yield pid, started
-        stack.extend(children.get(pid, []))
+            tree[pid] = started
+        pending.extend(children.get(pid, []))
+    return tree
 
 
 class _StopSignals:
@@ -430,7 +479,7 @@ class _StopSignals:
 
     def __init__(self) -> None:
         self._armed = False
-        self._previous: dict[signal.Signals, object] = {}
+        self._previous: dict[signal.Signals, _Handler] = {}
 
     def __enter__(self) -> _StopSignals:
         self._armed = True
@@ -441,7 +490,7 @@ class _StopSignals:
     def __exit__(self, *exc: object) -> None:
         self._armed = False
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)
 
     def disarm(self) -> None:
         self._armed = False

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Cron
 
 from flows.background_change import background_change
+from flows.export import multi_format_export
+from flows.nightly_exports import nightly_exports
+from flows.pose_request_stats import pose_request_stats
 from flows.refund_reconciler import refund_reconciler
 from posegen.config import get_settings
 from posegen.orchestration import ensure_limits_sync
@@ -28,11 +32,32 @@ def build_deployments() -> list[RunnerDeployment]:
             description="Change one pose's background (AI prompt, solid colour or upload).",
             tags=["posegen", "background-change"],
         ),
+        multi_format_export.to_deployment(
+            name=deployment_name(settings.deployment_multi_format_export),
+            description="Export a generation's poses to platform formats, with a ZIP.",
+            tags=["posegen", "export"],
+        ),
+        nightly_exports.to_deployment(
+            name=deployment_name(settings.deployment_nightly_exports),
+            description="Export every pose changed since the last successful nightly run.",
+            tags=["posegen", "export"],
+            schedule=Cron(
+                settings.nightly_exports_cron, timezone=settings.nightly_exports_timezone
+            ),
+            # One night at a time: two overlapping runs would export the same window twice.
+            concurrency_limit=1,
+        ),
         refund_reconciler.to_deployment(
             name="refund-reconciler",
             description="Refund charges whose background-change run died without refunding.",
             tags=["posegen", "credits"],
             interval=300,
+        ),
+        pose_request_stats.to_deployment(
+            name="pose-request-stats",
+            description="Hourly pose-request statistics: a snapshot row and two artifacts.",
+            tags=["posegen", "pose-requests"],
+            cron="0 * * * *",
         ),
     ]
 

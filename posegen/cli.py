@@ -148,6 +148,50 @@ def change_background(
     typer.echo(result.output_key)
 
 
+@app.command("export")
+def export(
+    generation_id: uuid.UUID,
+    formats: Annotated[
+        str | None,
+        typer.Option(
+            "--formats",
+            help="Comma-separated, e.g. tiktok,custom:1200x628 (default: the owner's"
+            " nightly formats, else all).",
+        ),
+    ] = None,
+) -> None:
+    """Export a generation here (no Prefect needed): a bar per pose, then the ZIP key."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from posegen.domain.exports import parse_format_list
+    from posegen.localexport import export_generation, plan_local_export
+
+    try:
+        planned = plan_local_export(generation_id, parse_format_list(formats) if formats else None)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=console) as progress:
+            bars = {
+                pose_id: progress.add_task(
+                    f"pose {str(pose_id)[:8]}", total=len(planned.plan.formats)
+                )
+                for pose_id in planned.plan.pose_ids
+            }
+
+            def advance(pose_id: uuid.UUID, name: str, error: str | None) -> None:
+                label = f"pose {str(pose_id)[:8]} {name}" + (" [red]failed[/red]" if error else "")
+                progress.update(bars[pose_id], advance=1, description=label)
+
+            summary = export_generation(planned, advance)
+    except PosegenError as error:
+        _fail(error)
+    for failure in summary.failures:
+        console.print(f"[red]pose {failure.pose_id} {failure.format or ''}:[/red] {failure.error}")
+    console.print(f"{len(summary.exported)} files exported")
+    if summary.zip_key is None:
+        _fail(PosegenError("Nothing could be exported"))
+    typer.echo(summary.zip_key)
+
+
 @app.command("up")
 def up(
     database_url: Annotated[str | None, typer.Option(help="POSEGEN_DATABASE_URL")] = None,

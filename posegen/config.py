@@ -53,6 +53,21 @@ class Settings(BaseSettings):
     max_image_pixels: int = 40_000_000
     remote_fetch_timeout: float = 15.0
     deployment_background_change: str = "background-change/background-change"
+    # Operations: structured logs and the completion-event stream (GET /events).
+    log_json: bool = False
+    events_heartbeat_seconds: float = 15.0
+    # How long after an event is emitted Prefect may still not return it from /events/filter
+    # (its event persister flushes every 5 s): a resumed stream re-reads this window once.
+    events_settle_seconds: float = 6.0
+    deployment_multi_format_export: str = "multi-format-export/multi-format-export"
+    deployment_nightly_exports: str = "nightly-exports/nightly-exports"
+    # Cron for the nightly export (UTC unless the timezone says otherwise).
+    nightly_exports_cron: str = "0 2 * * *"
+    nightly_exports_timezone: str = "UTC"
+    # With no earlier successful nightly run, how far back the first one looks.
+    nightly_first_window_hours: int = 24
+    # Threads rendering pose x format in one export run (Pillow releases the GIL while resampling).
+    export_workers: int = 4
 
     @property
     def home_dir(self) -> Path:

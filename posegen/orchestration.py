@@ -16,6 +16,8 @@ FLUX_RATE_LIMIT = "posegen-flux"
 
 EVENT_BACKGROUND_COMPLETED = "posegen.background-change.completed"
 EVENT_BACKGROUND_FAILED = "posegen.background-change.failed"
+# Every posegen event name starts with this; clients see names without it.
+EVENT_PREFIX = "posegen."
 
 _limits_ready = False
 
@@ -46,5 +48,31 @@ def pose_resource(pose_id: object) -> dict[str, str]:
     return {"prefect.resource.id": f"posegen.pose.{pose_id}", "prefect.resource.role": "pose"}
 
 
+def user_resource_id(user_id: object) -> str:
+    """The related resource that marks an event as this user's (GET /events relays by it)."""
+    return f"posegen.user.{user_id}"
+
+
 def user_related(user_id: object) -> dict[str, str]:
-    return {"prefect.resource.id": f"posegen.user.{user_id}", "prefect.resource.role": "user"}
+    return {"prefect.resource.id": user_resource_id(user_id), "prefect.resource.role": "user"}
+
+
+EVENT_POSE_REQUEST_STATUS_CHANGED = "posegen.pose-request.status-changed"
+
+
+def pose_request_resource(request_id: object) -> dict[str, str]:
+    return {
+        "prefect.resource.id": f"posegen.pose-request.{request_id}",
+        "prefect.resource.role": "pose-request",
+    }
+
+
+EVENT_EXPORT_COMPLETED = "posegen.export.completed"
+EVENT_EXPORT_FAILED = "posegen.export.failed"
+
+
+def generation_resource(generation_id: object) -> dict[str, str]:
+    return {
+        "prefect.resource.id": f"posegen.generation.{generation_id}",
+        "prefect.resource.role": "generation",
+    }

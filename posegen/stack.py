@@ -176,17 +176,16 @@ def _start(settings: Settings, env: dict[str, str], children: list[_Child]) -> D
     since serving creates deployments on the server."""
     from posegen.db.migrate import upgrade
     from posegen.demo import seed_demo
-    from posegen.imaging.model_files import has_model
+    from posegen.imaging.model_files import fetch_model, has_model
     from posegen.storage import get_storage
 
     logs = settings.home_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     console.print(f"state in {settings.home_dir}, logs in {logs}")
     if not has_model():
-        console.print(
-            f"[yellow]note:[/yellow] segmentation model {settings.rembg_model} is missing; "
-            "background changes will fail until `posegen models fetch` has run"
-        )
+        # /health reports the model, and every change needs it: fetch it before anything starts.
+        console.print(f"fetching the segmentation model {settings.rembg_model}")
+        fetch_model(settings.rembg_model)
     upgrade()
     get_storage().ensure_bucket()
     settings.jwt_key()  # made once here, before the API could race this process to create it
@@ -195,7 +194,15 @@ def _start(settings: Settings, env: dict[str, str], children: list[_Child]) -> D
     spawn = _Spawner(env, logs, children)
     prefect_bind = ["--host", PREFECT_HOST, "--port", str(settings.prefect_port)]
     server = spawn("prefect-server", "prefect", "server", "start", *prefect_bind)
-    api_bind = ["--host", settings.api_host, "--port", str(settings.api_port)]
+    # An open SSE stream would otherwise hold uvicorn's shutdown forever.
+    api_bind = [
+        "--host",
+        settings.api_host,
+        "--port",
+        str(settings.api_port),
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
     api = spawn("api", "uvicorn", "posegen.api.app:app", *api_bind)
     console.print(f"starting the Prefect server ({prefect_url}) and the API")
     demo = seed_demo()

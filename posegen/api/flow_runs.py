@@ -6,8 +6,10 @@ import uuid
 
 from prefect.client.orchestration import get_client
 
+from posegen.api.metrics import count_flow_run_submitted
 from posegen.config import get_settings
 from posegen.domain.background import BackgroundChange, ChangeTicket
+from posegen.domain.exports import ExportRequest
 from posegen.errors import ServiceUnavailable
 
 
@@ -39,4 +41,32 @@ async def submit_background_change(ticket: ChangeTicket, change: BackgroundChang
             "refunded. Please try again in a minute.",
             reason=type(exc).__name__,
         ) from exc
+    count_flow_run_submitted(name.split("/", 1)[0])  # `flow/deployment`: count by flow
+    return run.id
+
+
+async def submit_export(
+    generation_id: uuid.UUID, request: ExportRequest, idempotency_key: str | None = None
+) -> uuid.UUID:
+    """Create a run of the `multi-format-export` deployment; exports cost nothing, so a failed
+    submission only needs a 503. A repeated idempotency key returns the first run."""
+    name = get_settings().deployment_multi_format_export
+    try:
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(name)
+            run = await client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters={
+                    "generation_id": str(generation_id),
+                    "request": request.model_dump(mode="json", by_alias=True),
+                },
+                idempotency_key=idempotency_key,
+                tags=["posegen", "multi-format-export"],
+            )
+    except Exception as exc:
+        raise ServiceUnavailable(
+            "The export could not be started right now. Please try again in a minute.",
+            reason=type(exc).__name__,
+        ) from exc
+    count_flow_run_submitted(name.split("/", 1)[0])
     return run.id

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2.0 models: users, generations, poses and the append-only credit ledger."""
+"""SQLAlchemy 2.0 models: users, generations, poses, the append-only credit ledger and export
+settings."""
 
 from __future__ import annotations
 
@@ -115,3 +116,13 @@ class CreditTransaction(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_credit_transactions_user_created", "user_id", "created_at"),)
+
+
+class ExportSettings(Base):
+    """A user's default export formats: what the nightly export renders for their new poses."""
+
+    __tablename__ = "user_export_settings"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    formats: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

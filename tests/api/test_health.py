@@ -1,4 +1,4 @@
-"""GET /health: database, storage and Prefect reachability, without authentication."""
+"""GET /health: database, storage and Prefect reachability and the model file, no authentication."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def test_all_dependencies_up_is_200(client: TestClient, prefect_api: str) -> Non
         "database": {"ok": True},
         "storage": {"ok": True},
         "prefect": {"ok": True},
+        "model": {"ok": True},
     }
 
 
@@ -54,3 +55,19 @@ def test_database_down_is_503_without_details(
     assert response.status_code == 503
     assert response.json()["database"] == {"ok": False, "error": "OperationalError"}
     assert str(tmp_path) not in response.text
+
+
+def test_missing_model_file_is_503(
+    client: TestClient, prefect_api: str, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    from posegen.config import reset_settings
+
+    monkeypatch.setenv("REMBG_HOME", str(tmp_path))
+    reset_settings()
+
+    response = client.get(HEALTH)
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["model"] == {"ok": False, "error": "ModelMissing"}
+    assert body["database"] == body["storage"] == body["prefect"] == {"ok": True}

@@ -1,4 +1,4 @@
-"""GET /health: can this API reach its database, its storage and the Prefect API right now?
+"""GET /health: can this API reach its database, storage and Prefect API, and is the model there?
 
 No authentication, so load balancers and operators can call it; the body names only which
 dependency failed and the error's type, never connection strings or messages.
@@ -18,6 +18,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from posegen.db.session import get_sessionmaker
+from posegen.imaging.model_files import has_model
 from posegen.storage import get_storage
 
 router = APIRouter(tags=["health"])
@@ -33,17 +34,19 @@ _PROBE_KEY = "uploads/health-check"
     responses={200: {"description": "All dependencies reachable"}, 503: {"description": "Not"}},
 )
 async def health() -> JSONResponse:
-    database, storage, prefect = await asyncio.gather(
+    database, storage, prefect, model = await asyncio.gather(
         run_in_threadpool(_check_database),
         run_in_threadpool(_check_storage),
         _check_prefect(),
+        run_in_threadpool(_check_model),
     )
-    ok = database["ok"] and storage["ok"] and prefect["ok"]
+    ok = database["ok"] and storage["ok"] and prefect["ok"] and model["ok"]
     body = {
         "status": "ok" if ok else "degraded",
         "database": database,
         "storage": storage,
         "prefect": prefect,
+        "model": model,
     }
     return JSONResponse(body, status_code=200 if ok else 503)
 
@@ -63,6 +66,20 @@ def _check_storage() -> dict[str, Any]:
     except Exception as exc:
         return _failed("storage", exc)
     return {"ok": True}
+
+
+def _check_model() -> dict[str, Any]:
+    """The segmentation model file: without it every background change would fail in its run.
+
+    Checked here (md5 included) because rembg would otherwise try to download it at the first
+    run, which fails on machines without GitHub access long after the user was charged.
+    """
+    try:
+        if has_model():
+            return {"ok": True}
+    except Exception as exc:
+        return _failed("model", exc)
+    return {"ok": False, "error": "ModelMissing"}
 
 
 async def _check_prefect() -> dict[str, Any]:

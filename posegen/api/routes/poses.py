@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from posegen.api import schemas
 from posegen.api.deps import CurrentUser, SessionDep, StorageDep, parse_id
 from posegen.api.flow_runs import submit_background_change
+from posegen.api.metrics import count_credits_charged, count_credits_refunded
 from posegen.config import get_settings
 from posegen.db.models import User
 from posegen.domain.background import (
@@ -27,6 +28,7 @@ from posegen.remote import check_url
 router = APIRouter(tags=["poses"])
 
 _NOT_FOUND = "Pose not found"
+_METRIC_REASON = "background-change"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid body, refused image URL or key"},
     401: {"description": "Missing or invalid bearer token"},
@@ -74,10 +76,14 @@ async def change_background(
         await run_in_threadpool(check_url, image_url)
     request_id = _request_id(user, pose_uuid, idempotency_key)
     ticket = await run_in_threadpool(start_change, session, user, pose_uuid, request_id, change)
+    if ticket.newly_charged:
+        count_credits_charged(ticket.credit_charged, _METRIC_REASON)
     try:
         flow_run_id = await submit_background_change(ticket, change)
     except ServiceUnavailable:
-        await run_in_threadpool(abort_change, session, ticket)
+        refund = await run_in_threadpool(abort_change, session, ticket)
+        if refund is not None and refund.created:
+            count_credits_refunded(refund.amount, _METRIC_REASON)
         raise
     await run_in_threadpool(record_flow_run, session, ticket, flow_run_id)
     return schemas.BackgroundChangeAccepted.of(ticket, flow_run_id, storage)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import posegen.db.community  # noqa: F401
 from posegen.db.models import Base
 from posegen.db.session import get_engine
 

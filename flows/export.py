@@ -1,0 +1,99 @@
+"""Flow `multi-format-export`: plan → prepare each pose (decode once, mask once) → render pose x
+format in parallel → record the files on the poses → ZIP → artifact → tell the user.
+
+A pose whose renders keep failing is reported (artifact and event) and does not stop the others.
+Exports cost no credits, so a failure needs no refund.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from prefect import flow, unmapped
+from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from posegen.config import get_settings
+from posegen.domain.exports import (
+    ExportFailure,
+    ExportRequest,
+    ExportSource,
+    ExportSummary,
+    RenderedExport,
+)
+from posegen.errors import PermanentError, PosegenError
+from posegen.imaging.exporting import finish_run
+from tasks.export import (
+    build_zip,
+    emit_export_event,
+    plan_export,
+    prepare_pose,
+    publish_export_artifact,
+    record_exports,
+    render_export,
+)
+
+
+def failure_message(error: object) -> str:
+    """Our own errors carry a message safe to show; anything else is named, not described."""
+    if isinstance(error, PosegenError):
+        return error.message
+    return f"Rendering failed on our side ({type(error).__name__})."
+
+
+def _outcome(future: PrefectFuture) -> tuple[object | None, str | None]:  # type: ignore[type-arg]
+    """(result, None) or (None, error message) once the task run is final."""
+    future.wait()
+    state = future.state
+    if state.is_completed():
+        return future.result(), None
+    return None, failure_message(state.result(raise_on_failure=False))
+
+
+@flow(
+    name="multi-format-export",
+    task_runner=ThreadPoolTaskRunner(max_workers=get_settings().export_workers),
+    log_prints=True,
+)
+def multi_format_export(generation_id: uuid.UUID, request: ExportRequest) -> dict[str, object]:
+    """Export the generation's poses (or `request.pose_ids`) in `request.formats`."""
+    plan = plan_export(generation_id, request)
+    run_id = flow_run.id
+    token = run_id or uuid.uuid4().hex
+    failures: list[ExportFailure] = []
+    renders: list[tuple[uuid.UUID, str, PrefectFuture]] = []  # type: ignore[type-arg]
+    try:
+        prepared = prepare_pose.map(unmapped(token), list(plan.pose_ids))
+        for pose_id, future in zip(plan.pose_ids, prepared, strict=True):
+            source, error = _outcome(future)
+            if not isinstance(source, ExportSource):
+                failures.append(ExportFailure(pose_id, None, error or "No source"))
+                continue
+            renders.extend(
+                (pose_id, name, render_export.submit(token, source, name)) for name in plan.formats
+            )
+        exported: list[RenderedExport] = []
+        for pose_id, name, future in renders:
+            rendered, error = _outcome(future)
+            if isinstance(rendered, RenderedExport):
+                exported.append(rendered)
+            else:
+                failures.append(ExportFailure(pose_id, name, error or "Unknown error"))
+    finally:
+        finish_run(token)
+    record_exports(exported)
+    zip_key = build_zip(plan.generation_id)
+    summary = ExportSummary(
+        plan.generation_id, plan.user_id, plan.formats, tuple(exported), tuple(failures), zip_key
+    )
+    publish_export_artifact(summary)
+    emit_export_event(summary, uuid.UUID(run_id) if run_id else None)
+    if not exported:
+        raise PermanentError("No pose could be exported; see the export artifact for why.")
+    return {
+        "generationId": str(plan.generation_id),
+        "files": len(exported),
+        "zipKey": zip_key,
+        "failedPoseIds": [str(pid) for pid in summary.failed_pose_ids],
+    }

@@ -1,0 +1,221 @@
+"""Response bodies of the community routes (pose requests, votes, library, stats), camelCase.
+
+Lists are shaped with two batched look-ups (category names, the viewer's votes) per page,
+never one query per row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from posegen.api.schemas import _Response
+from posegen.db import community
+from posegen.db.models import User
+from posegen.domain.pose_library import category_names
+from posegen.domain.pose_requests import VoteState, voted_request_ids
+from posegen.storage import Storage
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC, so say so in the JSON.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class PoseRequest(_Response):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    pose_name: str
+    description: str | None
+    reference_image_url: str | None
+    category_id: uuid.UUID | None
+    category_name: str | None
+    use_case: str | None
+    votes_count: int
+    status: str
+    admin_notes: str | None
+    completed_pose_id: uuid.UUID | None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    has_voted: bool
+
+    @classmethod
+    def of(
+        cls,
+        request: community.PoseRequest,
+        names: dict[uuid.UUID, str],
+        voted: set[uuid.UUID],
+    ) -> PoseRequest:
+        return cls(
+            id=request.id,
+            user_id=request.user_id,
+            pose_name=request.pose_name,
+            description=request.description,
+            reference_image_url=request.reference_image_url,
+            category_id=request.category_id,
+            category_name=names.get(request.category_id) if request.category_id else None,
+            use_case=request.use_case,
+            votes_count=request.votes_count,
+            status=request.status,
+            admin_notes=request.admin_notes,
+            completed_pose_id=request.completed_pose_id,
+            created_at=request.created_at,
+            updated_at=request.updated_at,
+            has_voted=request.id in voted,
+        )
+
+
+class AdminPoseRequest(PoseRequest):
+    requester_email: str | None
+
+
+class StatusChange(_Response):
+    id: uuid.UUID
+    from_status: str
+    to_status: str
+    admin_id: uuid.UUID | None
+    notes: str | None
+    created_at: UtcDatetime
+
+    @classmethod
+    def of(cls, change: community.PoseRequestStatusChange) -> StatusChange:
+        return cls(
+            id=change.id,
+            from_status=change.from_status,
+            to_status=change.to_status,
+            admin_id=change.admin_id,
+            notes=change.notes,
+            created_at=change.created_at,
+        )
+
+
+class AdminPoseRequestDetail(AdminPoseRequest):
+    history: list[StatusChange]
+
+
+class PoseRequestList(_Response):
+    items: list[PoseRequest]
+
+
+class Vote(_Response):
+    request_id: uuid.UUID
+    votes_count: int
+    has_voted: bool
+
+    @classmethod
+    def of(cls, state: VoteState) -> Vote:
+        return cls(
+            request_id=state.request_id, votes_count=state.votes_count, has_voted=state.has_voted
+        )
+
+
+class Category(_Response):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    created_at: UtcDatetime
+
+    @classmethod
+    def of(cls, category: community.PoseCategory) -> Category:
+        return cls(
+            id=category.id,
+            name=category.name,
+            description=category.description,
+            created_at=category.created_at,
+        )
+
+
+class CategoryList(_Response):
+    items: list[Category]
+
+
+class LibraryItem(_Response):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    category_id: uuid.UUID | None
+    category_name: str | None
+    image_url: str | None
+    created_at: UtcDatetime
+
+    @classmethod
+    def of(
+        cls, item: community.PoseLibraryItem, names: dict[uuid.UUID, str], storage: Storage
+    ) -> LibraryItem:
+        return cls(
+            id=item.id,
+            name=item.name,
+            description=item.description,
+            category_id=item.category_id,
+            category_name=names.get(item.category_id) if item.category_id else None,
+            image_url=storage.client_url(item.image_key) if item.image_key else None,
+            created_at=item.created_at,
+        )
+
+
+class StatsSnapshot(_Response):
+    id: uuid.UUID
+    created_at: UtcDatetime
+    flow_run_id: uuid.UUID | None
+    stats: dict[str, Any]
+
+    @classmethod
+    def of(cls, snapshot: community.PoseRequestStatsSnapshot) -> StatsSnapshot:
+        return cls(
+            id=snapshot.id,
+            created_at=snapshot.created_at,
+            flow_run_id=snapshot.flow_run_id,
+            stats=snapshot.stats,
+        )
+
+
+def pose_requests(
+    session: Session, viewer: User, requests: Sequence[community.PoseRequest]
+) -> list[PoseRequest]:
+    names = category_names(session, {r.category_id for r in requests})
+    voted = voted_request_ids(session, viewer.id, [r.id for r in requests])
+    return [PoseRequest.of(r, names, voted) for r in requests]
+
+
+def admin_pose_requests(
+    session: Session, admin: User, requests: Sequence[community.PoseRequest]
+) -> list[AdminPoseRequest]:
+    emails = _emails(session, {r.user_id for r in requests})
+    return [
+        AdminPoseRequest(**shaped.model_dump(), requester_email=emails.get(shaped.user_id))
+        for shaped in pose_requests(session, admin, requests)
+    ]
+
+
+def admin_pose_request_detail(
+    session: Session,
+    admin: User,
+    request: community.PoseRequest,
+    changes: Sequence[community.PoseRequestStatusChange],
+) -> AdminPoseRequestDetail:
+    (shaped,) = admin_pose_requests(session, admin, [request])
+    return AdminPoseRequestDetail(
+        **shaped.model_dump(), history=[StatusChange.of(c) for c in changes]
+    )
+
+
+def library_items(
+    session: Session, items: Sequence[community.PoseLibraryItem], storage: Storage
+) -> list[LibraryItem]:
+    names = category_names(session, {item.category_id for item in items})
+    return [LibraryItem.of(item, names, storage) for item in items]
+
+
+def _emails(session: Session, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not user_ids:
+        return {}
+    return dict(session.execute(select(User.id, User.email).where(User.id.in_(user_ids))).all())

@@ -1,0 +1,152 @@
+"""Prometheus metrics of the API process: requests, credits charged and refunded, runs submitted.
+
+Everything lives in posegen's own registry (not prometheus_client's global one, where Prefect's
+client registers its metrics too), so `GET /metrics` exposes exactly the `posegen_*` series.
+Counters count what *this API process* did: credits the flows refund on failure are refunded in
+flow-run processes and show up in the ledger, not here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from fastapi import APIRouter, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(namespace="posegen", registry=REGISTRY)
+
+HTTP_REQUESTS = Counter(
+    "posegen_http_requests",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+HTTP_DURATION = Histogram(
+    "posegen_http_request_duration_seconds",
+    "Time from request to the end of the response, by method and route template.",
+    ["method", "route"],
+    registry=REGISTRY,
+)
+CREDITS_CHARGED = Counter(
+    "posegen_credits_charged",
+    "Credits charged by the API, by what they paid for.",
+    ["reason"],
+    registry=REGISTRY,
+)
+CREDITS_REFUNDED = Counter(
+    "posegen_credits_refunded",
+    "Credits the API refunded at once (a run that could not be submitted), by what they paid for.",
+    ["reason"],
+    registry=REGISTRY,
+)
+FLOW_RUNS_SUBMITTED = Counter(
+    "posegen_flow_runs_submitted",
+    "Flow runs the API submitted to Prefect, by flow name.",
+    ["flow"],
+    registry=REGISTRY,
+)
+
+# Paths nothing matched are not a label value: a scanner would create one series per URL.
+_UNMATCHED = "unmatched"
+_access_log = logging.getLogger("posegen.api.access")
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics() -> Response:
+    """Prometheus text format; no authentication, like /health (restrict it at the network)."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def count_flow_run_submitted(flow_name: str) -> None:
+    FLOW_RUNS_SUBMITTED.labels(flow=flow_name).inc()
+
+
+def count_credits_charged(amount: int, reason: str) -> None:
+    if amount > 0:
+        CREDITS_CHARGED.labels(reason=reason).inc(amount)
+
+
+def count_credits_refunded(amount: int, reason: str) -> None:
+    if amount > 0:
+        CREDITS_REFUNDED.labels(reason=reason).inc(amount)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route as its full path template, e.g. `/api/.../poses/{pose_id}/background`.
+
+    FastAPI >= 0.150 puts the route as declared in its router into `scope["route"]`, without
+    the prefixes it was included under; older versions put the prefixed copy. The prefix is
+    whatever part of the request path comes before the route's own pattern matches, which
+    gives the same answer on both.
+    """
+    route = scope.get("route")
+    path_format = getattr(route, "path_format", None)
+    pattern: re.Pattern[str] | None = getattr(route, "path_regex", None)
+    if not path_format or pattern is None:
+        return _UNMATCHED
+    path = scope["path"]
+    for start, char in enumerate(path):
+        if char == "/" and pattern.match(path[start:]):
+            return path[:start] + path_format
+    return path_format
+
+
+class RequestMetricsMiddleware:
+    """Count and time every HTTP request by its route template, and log one access line.
+
+    A plain ASGI middleware: it sees the route FastAPI matched (`scope["route"]`, set by the
+    router on the same scope) after the app ran, and it does not buffer streamed responses.
+    A request that raised counts as 500, which is what the error handler answers.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_template(scope)
+            method = scope["method"]
+            HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+            HTTP_DURATION.labels(method=method, route=route).observe(elapsed)
+            # The path without its query string: a query may carry something secret.
+            _access_log.info(
+                "%s %s %s",
+                method,
+                scope["path"],
+                status,
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 1),
+                },
+            )

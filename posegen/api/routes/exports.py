@@ -1,0 +1,273 @@
+"""Exports: the format catalog, starting an export run, results, the ZIP download, regenerating
+one file, and each user's default formats for the nightly export."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from posegen.api import schemas
+from posegen.api.deps import CurrentUser, SessionDep, StorageDep, parse_id
+from posegen.api.flow_runs import submit_export
+from posegen.api.schemas import _Response
+from posegen.db.models import User
+from posegen.domain import exports as domain
+from posegen.domain.exports import (
+    CUSTOM_MAX_SIDE,
+    CUSTOM_MIN_SIDE,
+    FORMATS,
+    Category,
+    ExportFormat,
+    ExportFormatsSetting,
+    ExportRequest,
+    RegenerateExport,
+)
+from posegen.domain.poses import get_owned_generation, get_owned_pose
+from posegen.errors import Conflict
+from posegen.imaging.exporting import ZIP_CONTENT_TYPE, iter_file, write_zip
+from posegen.localexport import regenerate_export
+from posegen.storage import Storage
+
+router = APIRouter(tags=["exports"])
+
+_GENERATION_NOT_FOUND = "Generation not found"
+_POSE_NOT_FOUND = "Pose not found"
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Unknown format, bad custom size or poseIds not in the generation"},
+    401: {"description": "Missing or invalid bearer token"},
+    404: {"description": "Generation or pose not found (or not yours)"},
+}
+
+
+class SafeAreaOut(_Response):
+    top: int
+    right: int
+    bottom: int
+    left: int
+
+
+class ExportFormatOut(_Response):
+    name: str
+    display_name: str
+    width: int | None
+    height: int | None
+    aspect_ratio: str
+    category: str
+    safe_area: SafeAreaOut
+    file_type: str
+    max_bytes: int | None
+    dpi: int | None
+    min_subject_coverage: float
+
+    @classmethod
+    def of(cls, fmt: ExportFormat) -> ExportFormatOut:
+        return cls(
+            name=fmt.name,
+            display_name=fmt.display_name,
+            width=fmt.width,
+            height=fmt.height,
+            aspect_ratio=fmt.aspect_ratio,
+            category=fmt.category,
+            safe_area=SafeAreaOut(**vars(fmt.safe_area)),
+            file_type=fmt.file_type,
+            max_bytes=fmt.max_bytes,
+            dpi=fmt.dpi,
+            min_subject_coverage=fmt.min_subject_coverage,
+        )
+
+
+class CustomSize(_Response):
+    syntax: str
+    min_side: int
+    max_side: int
+
+
+class ExportCatalog(_Response):
+    formats: list[ExportFormatOut]
+    categories: list[str]
+    custom: CustomSize
+
+
+class ExportAccepted(_Response):
+    generation_id: uuid.UUID
+    flow_run_id: uuid.UUID
+    formats: list[str]
+    pose_ids: list[uuid.UUID]
+    zip_url: str
+
+
+class GenerationResults(_Response):
+    generation_id: uuid.UUID
+    zip_url: str | None
+    poses: list[schemas.Pose]
+
+
+class ExportRegenerated(_Response):
+    pose_id: uuid.UUID
+    format: str
+    export_url: str
+
+
+class ExportFormatsOut(_Response):
+    formats: list[str]
+
+
+@router.get("/export-formats", response_model=ExportCatalog)
+def list_export_formats(user: CurrentUser) -> ExportCatalog:
+    """The format picker's data, grouped by `category` on the client."""
+    return ExportCatalog(
+        formats=[ExportFormatOut.of(fmt) for fmt in FORMATS.values()],
+        categories=[c.value for c in Category if c != Category.CUSTOM],
+        custom=CustomSize(syntax="custom:WxH", min_side=CUSTOM_MIN_SIDE, max_side=CUSTOM_MAX_SIDE),
+    )
+
+
+@router.post(
+    "/generations/{generation_id}/exports",
+    status_code=202,
+    response_model=ExportAccepted,
+    responses={**_ERRORS, 503: {"description": "Export runs cannot be started right now"}},
+)
+async def start_export(
+    generation_id: str,
+    request: ExportRequest,
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    ] = None,
+) -> ExportAccepted:
+    """Submit a `multi-format-export` run; `posegen.export.completed|failed` says when done."""
+    generation_uuid = parse_id(generation_id, _GENERATION_NOT_FOUND)
+    plan = await run_in_threadpool(_plan, session, user, generation_uuid, request)
+    run_key = f"export:{user.id}:{generation_uuid}:{idempotency_key}" if idempotency_key else None
+    flow_run_id = await submit_export(generation_uuid, request, run_key)
+    return ExportAccepted(
+        generation_id=generation_uuid,
+        flow_run_id=flow_run_id,
+        formats=list(plan.formats),
+        pose_ids=list(plan.pose_ids),
+        zip_url=storage.client_url(domain.zip_key(generation_uuid)),
+    )
+
+
+def _plan(
+    session: Session, user: User, generation_id: uuid.UUID, request: ExportRequest
+) -> domain.ExportPlan:
+    get_owned_generation(session, user.id, generation_id)
+    return domain.plan_export(session, generation_id, request)
+
+
+@router.get(
+    "/generations/{generation_id}/results", response_model=GenerationResults, responses=_ERRORS
+)
+def read_results(
+    generation_id: str, user: CurrentUser, session: SessionDep, storage: StorageDep
+) -> GenerationResults:
+    """The poses with their export URLs (`exportFormats`) and the ZIP once one was built."""
+    generation_uuid = parse_id(generation_id, _GENERATION_NOT_FOUND)
+    generation = get_owned_generation(session, user.id, generation_uuid)
+    key = domain.zip_key(generation.id)
+    return GenerationResults(
+        generation_id=generation.id,
+        zip_url=storage.client_url(key) if storage.exists(key) else None,
+        poses=[schemas.Pose.of(pose, storage) for pose in generation.poses],
+    )
+
+
+@router.get(
+    "/generations/{generation_id}/export-zip",
+    response_class=StreamingResponse,
+    responses={
+        **_ERRORS,
+        200: {"content": {ZIP_CONTENT_TYPE: {}}},
+        409: {"description": "Requested formats not rendered yet (`missing`: per pose)"},
+    },
+)
+def download_export_zip(
+    generation_id: str,
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+    formats: Annotated[
+        str | None, Query(description="Comma-separated format names; default: all rendered")
+    ] = None,
+) -> StreamingResponse:
+    """A ZIP of the generation's rendered files, streamed from a temp file (never in memory).
+
+    Missing formats are not rendered here (that is the export flow's job, with retries and
+    events): the answer is 409 naming what is missing, so the client can start an export."""
+    generation_uuid = parse_id(generation_id, _GENERATION_NOT_FOUND)
+    generation = get_owned_generation(session, user.id, generation_uuid)
+    wanted = domain.parse_format_list(formats) if formats is not None else None
+    entries, missing = domain.zip_contents(generation, wanted)
+    if missing:
+        raise Conflict(
+            "Some requested formats are not rendered yet: start an export for them first.",
+            missing=[{"poseId": str(m.pose_id), "formats": list(m.formats)} for m in missing],
+        )
+    if not entries:
+        raise Conflict("This generation has no exports yet: start an export first.", missing=[])
+    path = _zip_to_temp_file(storage, entries)
+    filename = f"poses-{generation.id}.zip"
+    return StreamingResponse(
+        iter_file(path),
+        media_type=ZIP_CONTENT_TYPE,
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Length": str(path.stat().st_size),
+            "Cache-Control": "private, no-cache",
+        },
+    )
+
+
+def _zip_to_temp_file(storage: Storage, entries: list[tuple[str, str]]) -> Path:
+    fd, name = tempfile.mkstemp(prefix="posegen-zip-", suffix=".zip")
+    os.close(fd)
+    path = Path(name)
+    try:
+        write_zip(storage, entries, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+@router.post(
+    "/poses/{pose_id}/regenerate-export", response_model=ExportRegenerated, responses=_ERRORS
+)
+def regenerate_pose_export(
+    pose_id: str,
+    body: RegenerateExport,
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+) -> ExportRegenerated:
+    """Re-render one format of one pose now; only that file is replaced."""
+    pose = get_owned_pose(session, user.id, parse_id(pose_id, _POSE_NOT_FOUND))
+    rendered = regenerate_export(session, storage, pose, domain.resolve_format(body.format))
+    return ExportRegenerated(
+        pose_id=pose.id, format=rendered.format, export_url=storage.client_url(rendered.key)
+    )
+
+
+@router.get("/settings/export-formats", response_model=ExportFormatsOut)
+def read_export_formats_setting(user: CurrentUser, session: SessionDep) -> ExportFormatsOut:
+    return ExportFormatsOut(formats=domain.get_default_formats(session, user.id))
+
+
+@router.put("/settings/export-formats", response_model=ExportFormatsOut, responses=_ERRORS)
+def update_export_formats_setting(
+    body: ExportFormatsSetting, user: CurrentUser, session: SessionDep
+) -> ExportFormatsOut:
+    """The formats the nightly export renders for your new and changed poses; [] turns it off."""
+    return ExportFormatsOut(formats=domain.set_default_formats(session, user.id, body.formats))

@@ -1,0 +1,239 @@
+"""Export steps, storage key in → storage key out: decode a pose once per run, render any format
+from it, and build ZIPs through a temp file (never in memory).
+
+An `ExportRun` is the unit that keeps decoded poses: the Prefect tasks of one flow run, the CLI
+and the regenerate endpoint each use one, so every format of a pose is derived from a single
+decode of its images (and a single segmentation when the pose had no mask yet).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import uuid
+import zipfile
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from PIL import Image
+
+from posegen.domain.exports import (
+    ExportFormat,
+    ExportSource,
+    RenderedExport,
+    export_key,
+    zip_key,
+)
+from posegen.imaging.decoding import encode_png, open_image
+from posegen.imaging.encoding import encode_export
+from posegen.imaging.reframe import (
+    Box,
+    Framing,
+    plan_framing,
+    render_framing,
+    render_recomposited,
+    subject_box,
+)
+from posegen.imaging.segmentation import cutout, segment
+from posegen.storage import Storage
+
+ZIP_CONTENT_TYPE: Final = "application/zip"
+_ZIP_CHUNK: Final = 1024 * 1024
+# Decoded poses kept per run: enough for the poses being rendered in parallel, bounded so a
+# 500-pose export does not hold 500 decoded photos (an evicted pose is simply decoded again).
+_CACHED_POSES: Final = 8
+
+
+@dataclass(frozen=True)
+class DecodedPose:
+    """A pose's images, decoded once: the current image, its mask and the subject's box; for a
+    changed background also the cut-out subject and the background to re-composite it over."""
+
+    image: Image.Image
+    mask: Image.Image
+    subject: Box | None
+    cutout: Image.Image | None = None
+    background: Image.Image | None = None
+
+
+@dataclass(frozen=True)
+class PreparedPose:
+    source: ExportSource
+    mask_created: bool
+
+
+def render_image(pose: DecodedPose, fmt: ExportFormat) -> tuple[Image.Image, Framing | None]:
+    """The framed image for `fmt` (and how it was framed); `original` is the source untouched."""
+    if fmt.keeps_source:
+        return pose.image, None
+    framing = plan_framing(
+        pose.image.size,
+        pose.subject,
+        fmt.frame_size(pose.image.size),
+        fmt.safe_area,
+        fmt.min_subject_coverage,
+    )
+    if pose.cutout is not None and pose.background is not None:
+        return render_recomposited(framing, pose.cutout, pose.background), framing
+    return render_framing(framing, pose.image), framing
+
+
+class ExportRun:
+    """Decoded poses for one export run, shared by the threads rendering its formats."""
+
+    def __init__(self, storage: Storage, *, cached_poses: int = _CACHED_POSES) -> None:
+        self.storage = storage
+        self._cached_poses = cached_poses
+        self._decoded: OrderedDict[uuid.UUID, DecodedPose] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pose_locks: dict[uuid.UUID, threading.RLock] = {}
+
+    def prepare(self, source: ExportSource) -> PreparedPose:
+        """Make sure the pose has a mask (segmenting once, cached in storage) and decode it.
+
+        Returns the source pointing at its mask, and whether the mask is new (the caller
+        records it on the pose)."""
+        created = self._ensure_mask(source)
+        self.decoded(source)
+        return PreparedPose(source.with_mask(source.mask_key), created)
+
+    def render(self, source: ExportSource, fmt: ExportFormat) -> RenderedExport:
+        """Render, encode and store one format; the write is atomic, so a retry just rewrites."""
+        image, _ = render_image(self.decoded(source), fmt)
+        encoded = encode_export(image, fmt)
+        key = export_key(source.generation_id, source.pose_id, fmt, encoded.extension)
+        self.storage.write_bytes(key, encoded.data, content_type=encoded.content_type)
+        return RenderedExport(
+            pose_id=source.pose_id,
+            format=fmt.name,
+            key=key,
+            file_type=encoded.file_type,
+            width=image.width,
+            height=image.height,
+            bytes=len(encoded.data),
+            quality=encoded.quality,
+        )
+
+    def decoded(self, source: ExportSource) -> DecodedPose:
+        """The pose decoded, from this run's cache; one thread decodes, the others wait for it."""
+        with self._lock:
+            found = self._decoded.get(source.pose_id)
+            if found is not None:
+                self._decoded.move_to_end(source.pose_id)
+                return found
+            pose_lock = self._pose_locks.setdefault(source.pose_id, threading.RLock())
+        with pose_lock:
+            with self._lock:
+                found = self._decoded.get(source.pose_id)
+            if found is not None:
+                return found
+            decoded = self._decode(source)
+            with self._lock:
+                self._decoded[source.pose_id] = decoded
+                while len(self._decoded) > self._cached_poses:
+                    self._decoded.popitem(last=False)
+            return decoded
+
+    def _ensure_mask(self, source: ExportSource) -> bool:
+        with self._lock:
+            pose_lock = self._pose_locks.setdefault(source.pose_id, threading.RLock())
+        with pose_lock:
+            if self.storage.exists(source.mask_key):
+                return False
+            original = self._load(source.original_key)
+            mask = segment(original)
+            self.storage.write_bytes(source.mask_key, encode_png(mask), content_type="image/png")
+            return True
+
+    def _decode(self, source: ExportSource) -> DecodedPose:
+        image = self._load(source.image_key)
+        if not self.storage.exists(source.mask_key):
+            self._ensure_mask(source)
+        mask = self._load(source.mask_key).convert("L")
+        if mask.size != image.size:
+            mask = mask.resize(image.size, Image.Resampling.LANCZOS)
+        if source.background_key is None:
+            return DecodedPose(image, mask, subject_box(mask))
+        original = image if source.original_key == source.image_key else None
+        original = original or self._load(source.original_key)
+        if original.size != mask.size:
+            original = original.resize(mask.size, Image.Resampling.LANCZOS)
+        background = self._load(source.background_key)
+        return DecodedPose(image, mask, subject_box(mask), cutout(original, mask), background)
+
+    def _load(self, key: str) -> Image.Image:
+        return open_image(self.storage.read_bytes(key))
+
+
+_runs: dict[str, ExportRun] = {}
+_runs_lock = threading.Lock()
+
+
+def run_for(token: str, storage: Storage) -> ExportRun:
+    """The process's ExportRun for a run token (a flow run id): the tasks of one flow run share
+    decoded poses; a task retried in another process simply builds its own."""
+    with _runs_lock:
+        run = _runs.get(token)
+        if run is None or run.storage is not storage:
+            run = _runs[token] = ExportRun(storage)
+        return run
+
+
+def finish_run(token: str) -> None:
+    with _runs_lock:
+        _runs.pop(token, None)
+
+
+# -- ZIP ------------------------------------------------------------------------------------------
+
+
+def write_zip(storage: Storage, entries: Iterable[tuple[str, str]], path: Path) -> int:
+    """Write `(name in ZIP, storage key)` entries to a ZIP file; returns how many.
+
+    Stored, not deflated: JPEG and PNG do not compress further, and storing is I/O-bound. One
+    entry is in memory at a time (an export file is a few MB at most), never the whole ZIP.
+    """
+    stamp = datetime.now(UTC).timetuple()[:6]
+    count = 0
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, key in entries:
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, storage.read_bytes(key))
+            count += 1
+    return count
+
+
+def store_zip(storage: Storage, entries: Iterable[tuple[str, str]], key: str) -> int:
+    """Build the ZIP in a temp file and upload it in one atomic write."""
+    with tempfile.TemporaryDirectory(prefix="posegen-zip-") as folder:
+        path = Path(folder) / "export.zip"
+        count = write_zip(storage, entries, path)
+        storage.write_file(key, path, content_type=ZIP_CONTENT_TYPE)
+    return count
+
+
+def store_generation_zip(
+    storage: Storage, generation_id: uuid.UUID, entries: list[tuple[str, str]]
+) -> str | None:
+    """`exports/{generationId}/poses-{generationId}.zip`; None when there is nothing to put in."""
+    if not entries:
+        return None
+    key = zip_key(generation_id)
+    store_zip(storage, entries, key)
+    return key
+
+
+def iter_file(path: Path, *, delete: bool = True) -> Iterator[bytes]:
+    """Chunks of a file for a streaming response; the file is removed once sent (or abandoned)."""
+    try:
+        with path.open("rb") as source:
+            while chunk := source.read(_ZIP_CHUNK):
+                yield chunk
+    finally:
+        if delete:
+            path.unlink(missing_ok=True)

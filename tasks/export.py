@@ -1,0 +1,156 @@
+"""Tasks of the export flows; each wraps one posegen call and passes ids and keys, not images."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.schemas.objects import TaskRun
+from prefect.events import emit_event
+from prefect.states import State
+from prefect.tasks import Task, exponential_backoff
+
+from posegen.config import get_settings
+from posegen.db.session import session_scope
+from posegen.domain import exports as domain
+from posegen.domain.exports import (
+    ExportPlan,
+    ExportRequest,
+    ExportSource,
+    ExportSummary,
+    NightlyBatch,
+    RenderedExport,
+    resolve_format,
+)
+from posegen.domain.poses import get_pose
+from posegen.errors import PosegenError, TransientError
+from posegen.imaging import exporting
+from posegen.orchestration import (
+    EVENT_EXPORT_COMPLETED,
+    EVENT_EXPORT_FAILED,
+    generation_resource,
+    user_related,
+)
+from posegen.storage import get_storage
+
+
+def retry_unless_deterministic(task: Task, task_run: TaskRun, state: State) -> bool:  # type: ignore[type-arg]
+    """Retry what may heal (network, storage hiccups, unexpected errors); a corrupt image, a
+    missing pose or a limit the image cannot meet fail the same way every time."""
+    error = getattr(state.data, "result", state.data)
+    return isinstance(error, TransientError) or not isinstance(error, PosegenError)
+
+
+_RETRYING: dict[str, Any] = {
+    "retries": 2,  # 3 attempts in all
+    "retry_delay_seconds": exponential_backoff(backoff_factor=get_settings().retry_backoff_seconds)(
+        2
+    ),
+    "retry_condition_fn": retry_unless_deterministic,
+}
+
+
+@task(name="plan-export", **_RETRYING)
+def plan_export(generation_id: uuid.UUID, request: ExportRequest) -> ExportPlan:
+    with session_scope() as session:
+        return domain.plan_export(session, generation_id, request)
+
+
+@task(name="prepare-pose", **_RETRYING)
+def prepare_pose(run_token: str, pose_id: uuid.UUID) -> ExportSource:
+    """Decode the pose once for the run; segment it (and record the mask) if it has no mask."""
+    with session_scope() as session:
+        source = domain.export_source(session, get_pose(session, pose_id))
+    prepared = exporting.run_for(run_token, get_storage()).prepare(source)
+    if prepared.mask_created or not source.mask_recorded:
+        with session_scope() as session:
+            domain.record_mask(session, pose_id, prepared.source.mask_key)
+    return prepared.source
+
+
+@task(name="render-export", **_RETRYING)
+def render_export(run_token: str, source: ExportSource, format_name: str) -> RenderedExport:
+    return exporting.run_for(run_token, get_storage()).render(source, resolve_format(format_name))
+
+
+@task(name="record-exports", **_RETRYING)
+def record_exports(rendered: list[RenderedExport]) -> None:
+    """One writer per run: parallel renders never race on a pose's exportFormats."""
+    with session_scope() as session:
+        domain.record_rendered(session, get_storage(), rendered)
+
+
+@task(name="build-zip", **_RETRYING)
+def build_zip(generation_id: uuid.UUID) -> str | None:
+    """Every export the generation has, one folder per pose; None when there is nothing yet."""
+    with session_scope() as session:
+        entries = domain.generation_zip_entries(session, generation_id)
+    return exporting.store_generation_zip(get_storage(), generation_id, entries)
+
+
+@task(name="publish-export-artifact")
+def publish_export_artifact(summary: ExportSummary) -> None:
+    failed = ", ".join(str(pid) for pid in summary.failed_pose_ids) or "none"
+    create_table_artifact(
+        key=f"export-{summary.generation_id}",
+        table=summary.table_rows(),
+        description=(
+            f"Multi-format export of generation `{summary.generation_id}`: "
+            f"{len(summary.exported)} files, ZIP `{summary.zip_key}`; failed poses: {failed}."
+        ),
+    )
+
+
+@task(name="emit-export-event")
+def emit_export_event(summary: ExportSummary, flow_run_id: uuid.UUID | None) -> None:
+    """`completed` when every pose exported; `failed` (naming the poses) when any did not."""
+    storage = get_storage()
+    related = [user_related(summary.user_id)]
+    if flow_run_id is not None:
+        related.append(
+            {
+                "prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
+                "prefect.resource.role": "flow-run",
+            }
+        )
+    emit_event(
+        event=EVENT_EXPORT_FAILED if summary.failures else EVENT_EXPORT_COMPLETED,
+        resource=generation_resource(summary.generation_id),
+        related=related,
+        payload=summary.payload(storage.client_url),
+    )
+
+
+# -- nightly --------------------------------------------------------------------------------------
+
+
+@task(name="find-changed-poses", **_RETRYING)
+def find_changed_poses(since: datetime, until: datetime) -> list[NightlyBatch]:
+    with session_scope() as session:
+        return domain.changed_since(session, since, until)
+
+
+@task(name="publish-nightly-summary")
+def publish_nightly_summary(
+    since: datetime, until: datetime, rows: list[dict[str, object]]
+) -> None:
+    lines = [
+        f"# Nightly export {since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"{len(rows)} generation(s) with new or changed poses.",
+        "",
+        "| generation | user | poses | formats | files | failed poses | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines.extend(
+        "| {generation} | {user} | {poses} | {formats} | {files} | {failed} | {status} |".format(
+            **row
+        )
+        for row in rows
+    )
+    create_markdown_artifact(
+        key="nightly-exports", markdown="\n".join(lines), description="Nightly export summary"
+    )

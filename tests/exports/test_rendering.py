@@ -1,0 +1,207 @@
+"""Rendering every format: exact size, file type, byte limit and dpi; the subject whole, inside
+the safe area, never on a cut edge, and big enough on marketplaces."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from posegen.domain.exports import (
+    FORMATS,
+    Category,
+    ExportFormat,
+    FileType,
+    resolve_format,
+)
+from posegen.imaging.encoding import encode_export
+from posegen.imaging.exporting import DecodedPose, render_image
+from posegen.imaging.reframe import Box, Framing, plan_framing, safe_box, subject_box
+from tests.exports.conftest import BACKDROP_RGB, red_box, synthetic_pose
+
+FRAMED = [fmt for fmt in FORMATS.values() if not fmt.keeps_source]
+# Centred; near the top right (a crop towards it would cut it); wide and short.
+SUBJECTS = {
+    "centred": ((600, 800), (240, 120, 360, 700)),
+    "top-right": ((900, 700), (760, 4, 880, 400)),
+    "wide": ((1000, 500), (100, 150, 900, 420)),
+}
+_FILE_TYPES = {FileType.JPEG: "JPEG", FileType.PNG: "PNG"}
+
+
+def encode_and_reopen(image: Image.Image, fmt: ExportFormat) -> tuple[Image.Image, bytes]:
+    encoded = encode_export(image, fmt)
+    reopened = Image.open(io.BytesIO(encoded.data))
+    reopened.load()
+    return reopened, encoded.data
+
+
+def assert_file_matches_format(file: Image.Image, data: bytes, fmt: ExportFormat) -> None:
+    assert file.size == (fmt.width, fmt.height)
+    expected = FileType.JPEG if fmt.file_type == FileType.AUTO else fmt.file_type
+    assert file.format == _FILE_TYPES[expected]
+    if fmt.max_bytes is not None:
+        assert len(data) <= fmt.max_bytes
+    if fmt.dpi is not None:
+        assert tuple(round(v) for v in file.info["dpi"]) == (fmt.dpi, fmt.dpi)
+    else:
+        assert "dpi" not in file.info or fmt.file_type != FileType.PNG
+    # Only the sRGB profile (and dpi) survive: no EXIF, no text chunks.
+    assert "exif" not in file.info and "icc_profile" in file.info
+
+
+def assert_subject_placed(found: Box, framing: Framing, fmt: ExportFormat) -> None:
+    """Inside the safe area; not touching any frame edge where the source was cropped."""
+    width, height = fmt.width, fmt.height
+    assert width is not None and height is not None
+    area = safe_box((width, height), fmt.safe_area)
+    assert found.inside(area), (found, area)
+    touching = {
+        "left": found.left <= 0,
+        "top": found.top <= 0,
+        "right": found.right >= width,
+        "bottom": found.bottom >= height,
+    }
+    assert not any(touching[edge] for edge in framing.cut_edges), (found, framing.cut_edges)
+    if fmt.category == Category.ECOMMERCE:
+        # 60 % of the height, unless the subject is so wide that would cut it: then it spans
+        # the frame's width (less its margin) instead. Never cut comes first.
+        assert found.height / height >= 0.6 - 0.01 or found.width / width >= 0.9, found
+
+
+# Every framed format with every subject, except that one A4 render (2480x3508) is enough.
+CASES = [
+    (fmt, subject)
+    for fmt in FRAMED
+    for subject in SUBJECTS
+    if fmt.name != "a4_print" or subject == "centred"
+]
+
+
+@pytest.mark.parametrize(("fmt", "subject"), CASES, ids=lambda v: getattr(v, "name", v))
+def test_synthetic_subject_in_every_format(fmt: ExportFormat, subject: str) -> None:
+    size, box = SUBJECTS[subject]
+    pose = synthetic_pose(size, box)
+    image, framing = render_image(pose, fmt)
+    assert framing is not None
+    file, data = encode_and_reopen(image, fmt)
+    assert_file_matches_format(file, data, fmt)
+    found = red_box(file)
+    assert found is not None
+    # The rendered red pixels are where the plan put the subject (±2 px of resampling and JPEG).
+    planned = framing.subject
+    assert abs(found.left - planned.left) <= 2 and abs(found.right - planned.right) <= 2
+    assert abs(found.top - planned.top) <= 2 and abs(found.bottom - planned.bottom) <= 2
+    assert_subject_placed(found, framing, fmt)
+
+
+def test_marketplace_coverage_reaches_sixty_percent_for_a_small_subject() -> None:
+    """A subject only 15 % of the photo's height is scaled up to cover ≥ 60 % of the frame."""
+    pose = synthetic_pose((1000, 1000), (450, 400, 550, 550))
+    for name in ("shopee_product", "tokopedia_product"):
+        fmt = FORMATS[name]
+        image, framing = render_image(pose, fmt)
+        assert framing is not None and framing.coverage >= 0.6
+        found = red_box(image)
+        assert found is not None and found.height / image.height >= 0.6 - 0.01
+
+
+def test_plain_backdrop_is_extended_with_its_own_colour() -> None:
+    """The top-right subject forces the story frame past the photo's edge: the filled part is
+    the backdrop colour, not black and not a stretched copy of the subject."""
+    size, box = SUBJECTS["top-right"]
+    image, framing = render_image(synthetic_pose(size, box), FORMATS["instagram_story"])
+    assert framing is not None and not framing.covers
+    placed = framing.image_box
+    pixels = np.asarray(image.convert("RGB")).astype(int)
+    outside = np.ones(pixels.shape[:2], dtype=bool)
+    outside[
+        max(0, int(placed.top)) : int(np.ceil(placed.bottom)),
+        max(0, int(placed.left)) : int(np.ceil(placed.right)),
+    ] = False
+    assert outside.any()
+    assert np.abs(pixels[outside] - BACKDROP_RGB).max() == 0
+
+
+def test_changed_background_is_recomposited_around_the_subject() -> None:
+    """With a stored background, the frame is filled with it, and the subject keeps its pixels."""
+    base = synthetic_pose((600, 800), (240, 120, 360, 700))
+    backdrop = Image.new("RGB", (600, 800), (0, 200, 0))
+    composite = backdrop.copy()
+    composite.paste(base.image, (0, 0), base.mask)
+    pose = DecodedPose(
+        composite, base.mask, base.subject, cutout=base.image.convert("RGBA"), background=backdrop
+    )
+    pose.cutout.putalpha(base.mask)  # type: ignore[union-attr]
+    image, framing = render_image(pose, FORMATS["instagram_story"])
+    assert framing is not None
+    rgb = image.convert("RGB")
+    assert rgb.getpixel((5, 5)) == (0, 200, 0)  # was outside the photo: background, not blur
+    assert rgb.getpixel((5, 1915)) == (0, 200, 0)
+    found = red_box(rgb)
+    assert found is not None
+    assert_subject_placed(found, framing, FORMATS["instagram_story"])
+
+
+def test_original_keeps_the_source_pixels() -> None:
+    pose = synthetic_pose((333, 211), (100, 20, 200, 190))
+    image, framing = render_image(pose, FORMATS["original"])
+    assert framing is None
+    file, _ = encode_and_reopen(image, FORMATS["original"])
+    assert file.format == "PNG" and file.size == (333, 211)
+    assert np.array_equal(np.asarray(file.convert("RGB")), np.asarray(pose.image))
+
+
+def test_custom_size_keeps_transparency_as_png() -> None:
+    pose = synthetic_pose((400, 400), (150, 100, 250, 350))
+    transparent = pose.image.convert("RGBA")
+    transparent.putalpha(pose.mask)
+    fmt = resolve_format("custom:300x500")
+    image, _ = render_image(DecodedPose(transparent, pose.mask, pose.subject), fmt)
+    file, _ = encode_and_reopen(image, fmt)
+    assert file.format == "PNG" and file.mode == "RGBA" and file.size == (300, 500)
+    assert file.getchannel("A").getextrema()[0] == 0
+    opaque, _ = render_image(pose, fmt)
+    assert encode_and_reopen(opaque, fmt)[0].format == "JPEG"
+
+
+def test_jpeg_quality_search_meets_the_shopee_limit() -> None:
+    """Noise does not fit 2 MB at the format's quality: the search finds a lower one that does."""
+    noise = np.random.default_rng(7).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
+    fmt = FORMATS["shopee_product"]
+    encoded = encode_export(Image.fromarray(noise), fmt)
+    assert len(encoded.data) <= 2_000_000
+    assert encoded.quality is not None and encoded.quality < fmt.jpeg_quality
+    # The search is tight: one step up no longer fits.
+    from posegen.imaging.encoding import _jpeg
+
+    assert len(_jpeg(Image.fromarray(noise), encoded.quality + 1, None)) > 2_000_000
+
+
+def test_real_person_photo_in_every_format() -> None:
+    """The astronaut photo, segmented by the real model: subject box inside each safe area."""
+    from skimage import data as samples
+
+    from posegen.imaging.segmentation import segment
+
+    photo = Image.fromarray(samples.astronaut()).resize((256, 256), Image.Resampling.LANCZOS)
+    mask = segment(photo)
+    box = subject_box(mask)
+    assert box is not None
+    pose = DecodedPose(photo, mask, box)
+    for fmt in FRAMED:
+        image, framing = render_image(pose, fmt)
+        assert framing is not None
+        if fmt.name != "a4_print":  # encoding A4 is covered once above
+            file, data = encode_and_reopen(image, fmt)
+            assert_file_matches_format(file, data, fmt)
+        assert image.size == (fmt.width, fmt.height)
+        assert framing.place(box) == framing.subject
+        assert_subject_placed(framing.subject, framing, fmt)
+
+
+def test_framing_prefers_a_crop_when_it_cuts_nothing() -> None:
+    framing = plan_framing((1000, 1000), Box(400, 300, 600, 900), (1080, 1350))
+    assert framing.covers and framing.cut_edges == {"left", "right"}

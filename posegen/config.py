@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     background_change_cost: int = 10
     retry_backoff_seconds: float = 2.0
     runner_limit: int = 4
+    # Flow-run heartbeats (Prefect wants >= 30 s); three missed beats mark a run Crashed.
+    flows_heartbeat_seconds: int = 30
     background_change_slots: int = 3
     flux_rate_per_minute: int = 10
     background_change_stale_minutes: int = 30

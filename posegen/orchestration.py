@@ -6,6 +6,8 @@ limits the flows acquire, and tests check the same names.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect.client.orchestration import get_client
 from prefect.utilities.asyncutils import run_coro_as_sync
 
@@ -76,3 +78,85 @@ def generation_resource(generation_id: object) -> dict[str, str]:
         "prefect.resource.id": f"posegen.generation.{generation_id}",
         "prefect.resource.role": "generation",
     }
+
+
+ZOMBIE_AUTOMATION = "posegen: crash flow runs that stopped sending heartbeats"
+RECONCILE_AUTOMATION = "posegen: reconcile refunds when a background change ends badly"
+RECONCILER_DEPLOYMENT = "refund-reconciler/refund-reconciler"
+
+
+def posegen_automations(reconciler_deployment_id: object) -> list[Any]:
+    """The automations operators rely on, as Prefect objects (created by `ensure_automations`).
+
+    1. A run whose process died (SIGKILL, lost machine) stops sending heartbeats: mark it
+       Crashed after three missed beats, so the UI and the reconciler see the truth.
+    2. A background-change run that ends Crashed, Failed or Cancelled triggers the
+       refund reconciler at once, instead of waiting for its 5-minute schedule.
+    """
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState, RunDeployment
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    silence = timedelta(seconds=3 * get_settings().flows_heartbeat_seconds)
+    ended_badly = {
+        "prefect.flow-run.Crashed",
+        "prefect.flow-run.Failed",
+        "prefect.flow-run.Cancelled",
+    }
+    return [
+        Automation(
+            name=ZOMBIE_AUTOMATION,
+            trigger=EventTrigger(
+                after={"prefect.flow-run.heartbeat"},
+                expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", *ended_badly},
+                match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=silence,
+            ),
+            actions=[
+                ChangeFlowRunState(
+                    state=StateType.CRASHED,
+                    message=f"No heartbeat for {silence.seconds} s: the run's process died.",
+                )
+            ],
+        ),
+        Automation(
+            name=RECONCILE_AUTOMATION,
+            trigger=EventTrigger(
+                expect=ended_badly,
+                match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                match_related=ResourceSpecification(
+                    {"prefect.resource.role": "flow", "prefect.resource.name": "background-change"}
+                ),
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            actions=[
+                RunDeployment(
+                    source="selected",
+                    deployment_id=reconciler_deployment_id,
+                    parameters={"grace_minutes": 0},
+                )
+            ],
+        ),
+    ]
+
+
+async def ensure_automations() -> list[str]:
+    """Create the automations that are missing (by name); returns the names now in place."""
+
+    async with get_client() as client:
+        reconciler = await client.read_deployment_by_name(RECONCILER_DEPLOYMENT)
+        existing = {a.name for a in await client.read_automations()}
+    names = []
+    for automation in posegen_automations(reconciler.id):
+        if automation.name not in existing:
+            await automation.acreate()
+        names.append(automation.name)
+    return names

@@ -89,6 +89,8 @@ def stack_environment(
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
             "PREFECT_RUNNER_POLL_FREQUENCY": _RUNNER_POLL_SECONDS,
+            # Heartbeats let the zombie automation mark a killed run Crashed (then refunded).
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.flows_heartbeat_seconds),
             # Children write to log files: unbuffered, so a crash leaves its last words there.
             "PYTHONUNBUFFERED": "1",
         }
@@ -215,13 +217,21 @@ def _start(settings: Settings, env: dict[str, str], children: list[_Child]) -> D
     console.print("Prefect server up; starting the runner")
     api_health = f"http://{_client_host(settings.api_host)}:{settings.api_port}{API_BASE}/health"
     _wait_until(lambda: _answers(api_health), "the API", api, children)
-    deployment = settings.deployment_background_change
-    _wait_until(
-        lambda: _deployment_served(prefect_url, deployment, since=runner_started),
-        f"the deployment {deployment}",
-        runner,
-        children,
-    )
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from posegen.orchestration import RECONCILER_DEPLOYMENT, ensure_automations
+
+    # The automations point at the reconciler's deployment: wait for it as well.
+    for deployment in (settings.deployment_background_change, RECONCILER_DEPLOYMENT):
+        _wait_until(
+            lambda name=deployment: _deployment_served(prefect_url, name, since=runner_started),
+            f"the deployment {deployment}",
+            runner,
+            children,
+        )
+
+    for name in run_coro_as_sync(ensure_automations()) or []:
+        console.print(f"automation: {name}")
     return demo
 
 
@@ -549,6 +559,20 @@ def _print_usage(settings: Settings, demo: DemoData) -> None:
         "new image, fetched with the same token):",
         f"curl -sS {pose_url} \\",
         f"  {auth}",
+        "",
+        "Export the demo generation to Instagram story and Shopee sizes (a ZIP when done):",
+        f"curl -sS -X POST {api}{API_BASE}/generations/{demo.generation_id}/exports \\",
+        f"  {auth} \\",
+        '  -H "Content-Type: application/json" \\',
+        """  -d '{"formats":["instagram_story","shopee_product"]}'""",
+        f"curl -sS {api}{API_BASE}/generations/{demo.generation_id}/results \\",
+        f"  {auth}",
+        "",
+        "Ask the community for a new pose (admins approve it at /admin/pose-requests):",
+        f"curl -sS -X POST {api}{API_BASE}/requests \\",
+        f"  {auth} \\",
+        '  -H "Content-Type: application/json" \\',
+        """  -d '{"poseName":"Hands on hips, looking left","description":"For outfit shots"}'""",
         "",
         "Ctrl-C stops everything.",
     ]

@@ -1,0 +1,55 @@
+"""The automations `posegen up` creates: present once, with the triggers and actions intended."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from posegen.orchestration import (
+    RECONCILE_AUTOMATION,
+    RECONCILER_DEPLOYMENT,
+    ZOMBIE_AUTOMATION,
+    ensure_automations,
+)
+
+
+@pytest.fixture
+def reconciler_deployment(prefect_api: str) -> str:
+    """Register the reconciler deployment (as the runner does) without serving it."""
+    from flows.refund_reconciler import refund_reconciler
+
+    async def register() -> str:
+        deployment = await refund_reconciler.to_deployment(name="refund-reconciler")
+        return str(await deployment.apply())
+
+    return asyncio.run(register())
+
+
+def test_automations_are_created_once_with_their_triggers(reconciler_deployment: str) -> None:
+    assert asyncio.run(ensure_automations()) == [ZOMBIE_AUTOMATION, RECONCILE_AUTOMATION]
+    asyncio.run(ensure_automations())  # a second `posegen up` adds nothing
+
+    async def read() -> list:  # type: ignore[type-arg]
+        async with get_client() as client:
+            return [a for a in await client.read_automations() if a.name.startswith("posegen:")]
+
+    automations = {a.name: a for a in asyncio.run(read())}
+    assert sorted(automations) == sorted([ZOMBIE_AUTOMATION, RECONCILE_AUTOMATION])
+
+    zombie = automations[ZOMBIE_AUTOMATION]
+    assert zombie.trigger.posture == "Proactive"
+    assert zombie.trigger.after == {"prefect.flow-run.heartbeat"}
+    assert zombie.actions[0].type == "change-flow-run-state"
+    assert zombie.actions[0].state.value == "CRASHED"
+
+    reconcile = automations[RECONCILE_AUTOMATION]
+    assert reconcile.trigger.expect == {
+        "prefect.flow-run.Crashed",
+        "prefect.flow-run.Failed",
+        "prefect.flow-run.Cancelled",
+    }
+    assert reconcile.actions[0].type == "run-deployment"
+    assert str(reconcile.actions[0].deployment_id) == reconciler_deployment
+    assert RECONCILER_DEPLOYMENT.startswith("refund-reconciler/")

@@ -250,6 +250,30 @@ async def _run_changes(console: Console, changes: list[_DemoChange]) -> bool:
     return ok
 
 
+def _run_export(console: Console, demo: DemoData) -> bool:
+    """Every catalog format of the demo generation through the `multi-format-export` flow."""
+    from flows.export import multi_format_export
+    from posegen.domain.exports import FORMATS, ExportRequest
+
+    console.print(f"[bold]multi-format export[/bold] of generation {demo.generation_id}")
+    started = time.perf_counter()
+    state = multi_format_export(
+        demo.generation_id, ExportRequest(formats=list(FORMATS)), return_state=True
+    )
+    if not state.is_completed():
+        console.print(f"[red]export failed:[/red] {state.message}")
+        return False
+    result = state.result()
+    storage = get_storage()
+    console.print(
+        f"  {result['files']} files in {time.perf_counter() - started:.1f} s; ZIP: "
+        f"{storage.local_path(result['zipKey']) or result['zipKey']}"
+    )
+    for key in storage.list(f"exports/{demo.generation_id}/{demo.pose_id}/"):
+        console.print(f"  {storage.local_path(key) or key}")
+    return True
+
+
 def main() -> int:
     """Migrate, seed, change backgrounds in every available mode; print outputs and balances."""
     from posegen.db.migrate import upgrade
@@ -268,9 +292,9 @@ def main() -> int:
     with _prefect_api(console) as api_url:
         console.print(f"Prefect API {api_url}")
         ok = asyncio.run(_run_changes(console, changes))
+        ok = _run_export(console, demo) and ok
     if skipped:
         console.print(f"[yellow]ai_generate skipped:[/yellow] {skipped}")
-    console.print("multi-format export is not part of this build yet; nothing exported")
     console.print(f"demo finished in {time.perf_counter() - started:.1f} s")
     return 0 if ok else 1
 

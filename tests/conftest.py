@@ -11,6 +11,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,19 +64,20 @@ def sqlite_url(posegen_home: Path) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, migrated; dropped at the end.
+@contextmanager
+def fresh_pg_database(prefix: str) -> Iterator[str]:
+    """A new, migrated PostgreSQL database on the local server, dropped afterwards.
 
     With CI=true a missing server is a failure, never a skip.
     """
     from sqlalchemy import create_engine, text
 
     from posegen.db.migrate import upgrade
+    from posegen.db.session import get_engine
 
-    name = f"posegen_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
@@ -83,14 +85,21 @@ def pg_url() -> Iterator[str]:
             raise
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    yield url
-    from posegen.db.session import reset_engines
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
-    reset_engines()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated; dropped at the end."""
+    with fresh_pg_database("posegen_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 
 from posegen.db.migrate import upgrade
-from posegen.db.session import get_engine
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import BASE, Account
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import fresh_pg_database
 
 # The API fixtures, shared with tests/api (a conftest only sees its own directory's fixtures).
 client = api_fixtures.client
@@ -73,19 +69,5 @@ def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         upgrade(url)
         yield url
         return
-    name = f"posegen_stats_{uuid.uuid4().hex[:10]}"
-    admin_engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin_engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    yield url
-    get_engine(url).dispose()
-    with admin_engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin_engine.dispose()
+    with fresh_pg_database("posegen_stats") as url:
+        yield url

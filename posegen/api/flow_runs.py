@@ -19,30 +19,19 @@ async def submit_background_change(ticket: ChangeTicket, change: BackgroundChang
     The idempotency key makes a repeated submission (client retry) return the same run.
     Any failure is ServiceUnavailable so the caller refunds at once.
     """
-    name = get_settings().deployment_background_change
-    try:
-        async with get_client() as client:
-            deployment = await client.read_deployment_by_name(name)
-            run = await client.create_flow_run_from_deployment(
-                deployment.id,
-                parameters={
-                    "pose_id": str(ticket.pose_id),
-                    "user_id": str(ticket.user_id),
-                    "request_id": str(ticket.request_id),
-                    # The deployment's parameter schema follows the flow signature: camelCase.
-                    "change": change.model_dump(mode="json", by_alias=True),
-                },
-                idempotency_key=ticket.charge_key,
-                tags=["posegen", "background-change"],
-            )
-    except Exception as exc:
-        raise ServiceUnavailable(
-            "The background change could not be started right now; your credits were "
-            "refunded. Please try again in a minute.",
-            reason=type(exc).__name__,
-        ) from exc
-    count_flow_run_submitted(name.split("/", 1)[0])  # `flow/deployment`: count by flow
-    return run.id
+    return await _submit(
+        get_settings().deployment_background_change,
+        {
+            "pose_id": str(ticket.pose_id),
+            "user_id": str(ticket.user_id),
+            "request_id": str(ticket.request_id),
+            # The deployment's parameter schema follows the flow signature: camelCase.
+            "change": change.model_dump(mode="json", by_alias=True),
+        },
+        idempotency_key=ticket.charge_key,
+        unavailable="The background change could not be started right now; your credits were "
+        "refunded. Please try again in a minute.",
+    )
 
 
 async def submit_export(
@@ -50,23 +39,32 @@ async def submit_export(
 ) -> uuid.UUID:
     """Create a run of the `multi-format-export` deployment; exports cost nothing, so a failed
     submission only needs a 503. A repeated idempotency key returns the first run."""
-    name = get_settings().deployment_multi_format_export
+    return await _submit(
+        get_settings().deployment_multi_format_export,
+        {
+            "generation_id": str(generation_id),
+            "request": request.model_dump(mode="json", by_alias=True),
+        },
+        idempotency_key=idempotency_key,
+        unavailable="The export could not be started right now. Please try again in a minute.",
+    )
+
+
+async def _submit(
+    name: str, parameters: dict[str, object], *, idempotency_key: str | None, unavailable: str
+) -> uuid.UUID:
+    """One run of deployment `flow/deployment`; any failure is ServiceUnavailable(unavailable)."""
+    flow_name = name.split("/", 1)[0]
     try:
         async with get_client() as client:
             deployment = await client.read_deployment_by_name(name)
             run = await client.create_flow_run_from_deployment(
                 deployment.id,
-                parameters={
-                    "generation_id": str(generation_id),
-                    "request": request.model_dump(mode="json", by_alias=True),
-                },
+                parameters=parameters,
                 idempotency_key=idempotency_key,
-                tags=["posegen", "multi-format-export"],
+                tags=["posegen", flow_name],
             )
     except Exception as exc:
-        raise ServiceUnavailable(
-            "The export could not be started right now. Please try again in a minute.",
-            reason=type(exc).__name__,
-        ) from exc
-    count_flow_run_submitted(name.split("/", 1)[0])
+        raise ServiceUnavailable(unavailable, reason=type(exc).__name__) from exc
+    count_flow_run_submitted(flow_name)
     return run.id

@@ -86,14 +86,23 @@ def models_fetch(
     name: Annotated[str | None, typer.Argument(help="rembg model name")] = None,
     force: Annotated[bool, typer.Option("--force", help="Download even if present.")] = False,
 ) -> None:
-    """Provision the segmentation model offline-capably; prints where the file is."""
+    """Provision the segmentation model offline-capably; prints where the file is.
+
+    It then opens a session once: that proves the file loads, and compiles rembg's numba code
+    into NUMBA_CACHE_DIR, so the first background change does not pay ~35 s for it.
+    """
     from posegen.config import get_settings
     from posegen.imaging.model_files import fetch_model
+    from posegen.imaging.segmentation import get_session
 
+    model = name or get_settings().rembg_model
     try:
-        typer.echo(str(fetch_model(name or get_settings().rembg_model, force=force)))
+        path = fetch_model(model, force=force)
+        console.print(f"loading {model} once (first time: compiling rembg's numba code)")
+        get_session(model)
     except PosegenError as error:
         _fail(error)
+    typer.echo(str(path))
 
 
 @app.command("import")

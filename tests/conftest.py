@@ -125,6 +125,17 @@ def app_env(
 
 
 @pytest.fixture(scope="session")
+def rembg_warm() -> None:
+    """Compile rembg's numba code into the shared cache before a subprocess needs it.
+
+    A runner's flow-run process would otherwise compile it inside a test's time budget.
+    """
+    from posegen.imaging.segmentation import get_session
+
+    get_session()
+
+
+@pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
     """One temporary Prefect server per test session (it takes ~7 s to start)."""
     from prefect.settings import PREFECT_API_URL

@@ -76,7 +76,9 @@ def _value(output: str, label: str) -> str:
     return match.group(1)
 
 
-def test_up_serves_a_background_change_and_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+def test_up_serves_a_background_change_and_ctrl_c_stops_every_process(
+    rembg_warm: None, tmp_path: Path
+) -> None:
     api_port, prefect_port = _free_ports(2)
     env = {
         **os.environ,

@@ -21,7 +21,11 @@ DEPLOYMENT = f"background-change/e2e-{uuid.uuid4().hex[:8]}"
 
 @pytest.fixture
 def served(
-    prefect_api: str, app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    rembg_warm: None,
+    prefect_api: str,
+    app_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> Iterator[None]:
     """A runner subprocess serving the deployment, sharing this test's database and storage."""
     monkeypatch.setenv("POSEGEN_DEPLOYMENT_BACKGROUND_CHANGE", DEPLOYMENT)

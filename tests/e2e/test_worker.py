@@ -50,7 +50,9 @@ def _wait(check, timeout: float, what: str, logs: list[Path]) -> None:  # type: 
 
 
 @pytest.fixture
-def cluster(app_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+def cluster(
+    rembg_warm: None, app_env: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[str, dict[str, str]]]:
     """A Prefect server, the posegen pool with every deployment from prefect.yaml, a worker."""
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"

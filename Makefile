@@ -9,7 +9,7 @@ export PREFECT_HOME ?= $(POSEGEN_HOME)/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install run demo test lint format clean
+.PHONY: install run demo test soak lint format clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ demo: install models
 # pytest's exit code 5 (no tests collected) is a failure too: make stops on any non-zero code.
 test: install models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long reliability runs (tests/reliability, marker `soak`), not part of `make test`.
+soak: install models
+	$(BIN)/python -m pytest -m soak tests/reliability $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

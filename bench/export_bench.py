@@ -1,19 +1,25 @@
 """Export rendering benchmark: 20 poses x 7 formats through posegen's render code, versus a naive
-Pillow baseline (open → resize → save, per format) on the same inputs in the same run.
+Pillow baseline (open → resize → save, per format) and libvips (pyvips `thumbnail_buffer` with
+centre crop → JPEG, PNG for `original`, what `vipsthumbnail` does) on the same inputs in the
+same run.
 
-    .venv/bin/python bench/export_bench.py [--poses 20] [--side 1200]
+    .venv/bin/python bench/export_bench.py [--poses 20] [--side 1200] [--height H] [--rounds 1]
 
 posegen decodes each pose once and derives every format from it (subject-aware framing, Lanczos,
 quality search under byte limits, sRGB profile); the baseline decodes the source again for every
 format and stretches it to size. Masks are given (segmentation is not what is measured here).
-Both sides write to memory, not storage. Prints seconds for each and the ratio.
+Both sides write to memory, not storage. Prints seconds for each and the ratio; with
+`--rounds N` every side runs N times, interleaved, and the medians [min-max] are printed.
+libvips is skipped when pyvips is not installed (it is the `bench` extra).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -26,10 +32,10 @@ from posegen.imaging.exporting import DecodedPose, render_image
 from posegen.imaging.reframe import subject_box
 
 
-def make_poses(count: int, side: int) -> list[tuple[bytes, bytes]]:
+def make_poses(count: int, side: int, height: int | None = None) -> list[tuple[bytes, bytes]]:
     """(photo PNG, mask PNG) pairs: textured photos (so JPEG sizes are realistic) with a subject."""
     rng = np.random.default_rng(0)
-    width, height = side, side * 4 // 3
+    width, height = side, height or side * 4 // 3
     poses = []
     for index in range(count):
         gradient = np.linspace(60, 200, width, dtype=np.float32)[None, :, None]
@@ -77,43 +83,82 @@ def naive_pose(photo: bytes, formats: list[ExportFormat]) -> int:
     return written
 
 
+def vips_pose(photo: bytes, formats: list[ExportFormat]) -> int:
+    """libvips' thumbnailer per format: shrink-on-load, centre crop to the frame, JPEG/PNG."""
+    import pyvips
+
+    written = 0
+    for fmt in formats:
+        if fmt.keeps_source:
+            data = pyvips.Image.new_from_buffer(photo, "").pngsave_buffer()
+        else:
+            assert fmt.width and fmt.height
+            thumb = pyvips.Image.thumbnail_buffer(
+                photo, fmt.width, height=fmt.height, crop="centre", size="both"
+            )
+            data = thumb.jpegsave_buffer(Q=fmt.jpeg_quality)
+        written += len(data)
+    return written
+
+
+def _median_line(label: str, values: list[float], renders: int, written: int) -> str:
+    middle = statistics.median(values)
+    return (
+        f"{label:<24}: {middle:6.2f} s [{min(values):.2f}-{max(values):.2f}] "
+        f"({middle / renders * 1000:5.0f} ms/render, {written / 1e6:.0f} MB)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--poses", type=int, default=20)
     parser.add_argument("--side", type=int, default=1200, help="source width in px")
+    parser.add_argument("--height", type=int, default=None, help="source height (default 4:3)")
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     formats = list(FORMATS.values())
-    poses = make_poses(args.poses, args.side)
-    print(f"{args.poses} poses x {len(formats)} formats, sources {args.side}x{args.side * 4 // 3}")
+    poses = make_poses(args.poses, args.side, args.height)
+    height = args.height or args.side * 4 // 3
+    print(f"{args.poses} poses x {len(formats)} formats, sources {args.side}x{height}")
+    try:
+        import pyvips  # noqa: F401
 
-    start = time.perf_counter()
-    naive_bytes = sum(naive_pose(photo, formats) for photo, _ in poses)
-    naive = time.perf_counter() - start
+        has_vips = True
+    except ImportError:
+        has_vips = False
 
-    start = time.perf_counter()
-    ours_bytes = sum(posegen_pose(photo, mask, formats) for photo, mask in poses)
-    ours = time.perf_counter() - start
+    def threaded_run() -> int:
+        with ThreadPoolExecutor(max_workers=args.workers) as pool:
+            return sum(pool.map(lambda pose: posegen_pose(pose[0], pose[1], formats), poses))
 
-    start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=args.workers) as pool:
-        list(pool.map(lambda pose: posegen_pose(pose[0], pose[1], formats), poses))
-    threaded = time.perf_counter() - start
+    sides: dict[str, Callable[[], int]] = {
+        "naive Pillow baseline": lambda: sum(naive_pose(photo, formats) for photo, _ in poses),
+        "posegen, one thread": lambda: sum(posegen_pose(p, m, formats) for p, m in poses),
+        f"posegen, {args.workers} threads": threaded_run,
+    }
+    if has_vips:
+        sides["libvips thumbnail"] = lambda: sum(vips_pose(photo, formats) for photo, _ in poses)
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    written: dict[str, int] = {}
+    for _ in range(args.rounds):
+        for name, run in sides.items():
+            start = time.perf_counter()
+            written[name] = run()
+            times[name].append(time.perf_counter() - start)
 
     renders = args.poses * len(formats)
-    print(
-        f"naive Pillow baseline : {naive:6.2f} s ({naive / renders * 1000:5.0f} ms/render, "
-        f"{naive_bytes / 1e6:.0f} MB)"
-    )
-    print(
-        f"posegen, one thread   : {ours:6.2f} s ({ours / renders * 1000:5.0f} ms/render, "
-        f"{ours_bytes / 1e6:.0f} MB)"
-    )
-    print(f"posegen, {args.workers} threads     : {threaded:6.2f} s")
-    print(
-        f"ratio posegen/naive (one thread): {ours / naive:.2f}x; "
-        f"with {args.workers} threads: {threaded / naive:.2f}x"
-    )
+    for name in sides:
+        print(_median_line(name, times[name], renders, written[name]))
+    naive = statistics.median(times["naive Pillow baseline"])
+    for name in list(sides)[1:]:
+        print(
+            f"speed-up of {name} over naive Pillow: {naive / statistics.median(times[name]):.2f}x"
+        )
+    if has_vips:
+        vips = statistics.median(times["libvips thumbnail"])
+        for name in list(sides)[1:3]:
+            print(f"speed-up of {name} over libvips: {vips / statistics.median(times[name]):.2f}x")
 
 
 if __name__ == "__main__":

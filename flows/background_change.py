@@ -33,6 +33,12 @@ from tasks.background import (
     update_pose,
 )
 
+# A run killed inside its slot (SIGKILL, a lost machine) cannot release it; the lease lapses
+# instead. With Prefect's default of 300 s, three killed runs stopped every change for five
+# minutes. A live run renews its lease every 3/4 of it, so 120 s still leaves 30 s for a slow
+# Prefect API before a renewal is late (strict: the run would then stop, and be refunded).
+SLOT_LEASE_SECONDS = 120.0
+
 GENERIC_FAILURE = "The background change failed on our side; your credits were refunded."
 
 
@@ -93,7 +99,9 @@ async def background_change(
     await ensure_limits()
     ticket = charge_credits(pose_id, user_id, request_id, change)
     images = load_original(pose_id)
-    async with concurrency(BACKGROUND_CHANGE_LIMIT, occupy=1, strict=True):
+    async with concurrency(
+        BACKGROUND_CHANGE_LIMIT, occupy=1, strict=True, lease_duration=SLOT_LEASE_SECONDS
+    ):
         remove_background(images)
         build_background(images, change)
         composite(images)

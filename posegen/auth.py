@@ -28,7 +28,9 @@ def create_token(user_id: uuid.UUID, role: str, *, days: int | None = None) -> s
 def decode_token(token: str) -> tuple[uuid.UUID, str]:
     """The token's user id and role; Unauthorized for anything not signed by us and current.
 
-    Only HS256 is accepted, which also refuses `alg: none` and key-confusion tricks.
+    Only HS256 is accepted, which also refuses `alg: none` and key-confusion tricks. Any
+    PyJWT error is a refusal, including a server key PyJWT will not use (an empty
+    POSEGEN_JWT_SECRET): the request is refused with 401, not answered with a 500.
     """
     try:
         claims = jwt.decode(
@@ -40,5 +42,5 @@ def decode_token(token: str) -> tuple[uuid.UUID, str]:
         return uuid.UUID(str(claims["sub"])), str(claims.get("role", "USER"))
     except jwt.ExpiredSignatureError:
         raise Unauthorized("Token expired") from None
-    except (jwt.InvalidTokenError, ValueError):
+    except (jwt.PyJWTError, ValueError):
         raise Unauthorized("Invalid token") from None

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     nightly_first_window_hours: int = 24
     # Threads rendering pose x format in one export run (Pillow releases the GIL while resampling).
     export_workers: int = 4
+    # Per-user limits on the endpoints that start work (posegen/api/rate_limit.py): a burst of
+    # this many, then one more every 60/N seconds; 0 turns a limit off, `enabled=false` all of them.
+    rate_limit_enabled: bool = True
+    rate_limit_background_per_minute: int = Field(default=20, ge=0)
+    rate_limit_exports_per_minute: int = Field(default=10, ge=0)
+    rate_limit_regenerate_export_per_minute: int = Field(default=30, ge=0)
+    rate_limit_requests_per_minute: int = Field(default=10, ge=0)
+    rate_limit_uploads_per_minute: int = Field(default=30, ge=0)
 
     @property
     def home_dir(self) -> Path:

@@ -57,7 +57,13 @@ class Conflict(PosegenError):
 
 
 class RateLimited(PosegenError):
+    """Too many requests of one kind from one user; `retry_after` says when the next may come."""
+
     status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int, **context: Any) -> None:
+        super().__init__(message, retryAfter=retry_after, **context)
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(PosegenError):

@@ -11,6 +11,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.tasks import Task, exponential_backoff
+from sqlalchemy.exc import DBAPIError
 
 from posegen.config import get_settings
 from posegen.db.session import session_scope
@@ -27,8 +28,17 @@ _BACKOFF = exponential_backoff(backoff_factor=get_settings().retry_backoff_secon
 
 
 def retry_transient_only(task: Task, task_run: TaskRun, state: State) -> bool:  # type: ignore[type-arg]
-    """Retry network trouble, timeouts, 429 and 5xx; validation and moderation fail at once."""
-    return isinstance(state.data, TransientError | OSError | TimeoutError)
+    """Retry network trouble, timeouts, 429 and 5xx; validation and moderation fail at once.
+
+    A database connection dropped under a task (server restart, failover, an idle connection
+    killed by a proxy) is network trouble too: every task here is safe to run again (the charge
+    is idempotent by request id, the rest only read or overwrite), and the pool hands the retry
+    a fresh connection.
+    """
+    error = state.data
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated
+    return isinstance(error, TransientError | OSError | TimeoutError)
 
 
 _RETRYING = {

@@ -14,6 +14,9 @@ Scenarios (what the poll endpoint answers for a task submitted under it):
     task_not_found      Task not found.
     rate_limited        every submit answers 429 (with Retry-After).
     server_error        every submit answers 500.
+
+`fake_bfl.hang_seconds = n` makes every submit wait n seconds before answering (a FLUX that
+hangs: set it beyond POSEGEN_FLUX_TIMEOUT to exercise the client's timeout).
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ class _State:
     pending_polls: int = 2
     fail_remaining: int = 0
     fail_status: int = 429
+    hang_seconds: float = 0.0
     tasks: dict[str, _Task] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
 
@@ -165,6 +169,15 @@ class FakeBFLServer:
         with self._lock:
             self._state.pending_polls = value
 
+    @property
+    def hang_seconds(self) -> float:
+        return self._state.hang_seconds
+
+    @hang_seconds.setter
+    def hang_seconds(self, value: float) -> None:
+        with self._lock:
+            self._state.hang_seconds = value
+
     def fail_first(self, n: int, status: int = 429) -> None:
         """Make the next `n` authenticated submits answer `status`, then behave normally."""
         with self._lock:
@@ -213,6 +226,8 @@ class FakeBFLServer:
     def _submit(self, request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
         if not self._authorised(request):
             return _json_response(403, {"detail": "Not authenticated - Invalid Authentication"})
+        if self.hang_seconds:
+            time.sleep(self.hang_seconds)  # outside the lock: other requests still answer
         with self._lock:
             state = self._state
             if state.fail_remaining > 0:

@@ -8,27 +8,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from posegen.api.schemas import _Response
+from posegen.api.schemas import UtcDatetime, _Response
 from posegen.db import community
 from posegen.db.models import User
 from posegen.domain.pose_library import category_names
 from posegen.domain.pose_requests import VoteState, voted_request_ids
 from posegen.storage import Storage
-
-
-def _as_utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC, so say so in the JSON.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class PoseRequest(_Response):

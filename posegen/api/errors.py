@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from posegen.errors import PosegenError, Unauthorized
+from posegen.errors import PosegenError, RateLimited, Unauthorized
 
 logger = logging.getLogger("posegen.api")
 
@@ -33,9 +33,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 async def _posegen_error(request: Request, exc: PosegenError) -> JSONResponse:
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=_headers(exc))
+
+
+def _headers(exc: PosegenError) -> dict[str, str] | None:
     # RFC 6750: a 401 for a bearer-protected resource names the scheme the client should use.
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    # RFC 9110: clients and proxies honour Retry-After without reading our body.
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -56,6 +56,12 @@ FLOW_RUNS_SUBMITTED = Counter(
     ["flow"],
     registry=REGISTRY,
 )
+RATE_LIMITED = Counter(
+    "posegen_rate_limited",
+    "Requests refused with 429 by the per-user rate limits, by bucket.",
+    ["bucket"],
+    registry=REGISTRY,
+)
 
 # Paths nothing matched are not a label value: a scanner would create one series per URL.
 _UNMATCHED = "unmatched"
@@ -82,6 +88,10 @@ def count_credits_charged(amount: int, reason: str) -> None:
 def count_credits_refunded(amount: int, reason: str) -> None:
     if amount > 0:
         CREDITS_REFUNDED.labels(reason=reason).inc(amount)
+
+
+def count_rate_limited(bucket: str) -> None:
+    RATE_LIMITED.labels(bucket=bucket).inc()
 
 
 def _route_template(scope: Scope) -> str:

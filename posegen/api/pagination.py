@@ -18,6 +18,9 @@ from posegen.api.schemas import _Response
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
+# Far past the end of any real list; keeps OFFSET a 64-bit integer on SQLite and PostgreSQL,
+# where a client's page=10**18 would otherwise overflow the driver (a 500, not a 400).
+MAX_PAGE = 1_000_000
 
 T = TypeVar("T")
 
@@ -33,7 +36,7 @@ class PageParams:
 
 
 def page_params(
-    page: Annotated[int, Query(ge=1, description="1-based page number")] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number")] = 1,
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIMIT, description=f"items per page (at most {MAX_LIMIT})")
     ] = DEFAULT_LIMIT,

@@ -7,14 +7,24 @@ Storage keys never leave the API as keys (except an upload's own): every image i
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from posegen.db import models
 from posegen.domain.background import ChangeTicket
 from posegen.storage import Storage
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC, so say so in the JSON
+    # (the OpenAPI `date-time` format, RFC 3339, requires the offset).
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class _Response(BaseModel):
@@ -35,8 +45,8 @@ class Pose(_Response):
     background_prompt: str | None
     background_color: str | None
     export_formats: dict[str, str]
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
     @classmethod
     def of(cls, pose: models.Pose, storage: Storage) -> Pose:
@@ -64,7 +74,7 @@ class Generation(_Response):
     project_id: str | None
     status: str
     poses: list[Pose]
-    created_at: datetime
+    created_at: UtcDatetime
 
     @classmethod
     def of(cls, generation: models.Generation, storage: Storage) -> Generation:

@@ -1,5 +1,5 @@
-"""SQLAlchemy 2.0 models: users, generations, poses, the append-only credit ledger and export
-settings."""
+"""SQLAlchemy 2.0 models: users, generations, poses, the append-only credit ledger, export
+settings and the API's per-user rate limits."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -126,3 +127,19 @@ class ExportSettings(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
     formats: Mapped[list[str]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RateLimit(Base):
+    """One user's token bucket for one kind of request (posegen/api/rate_limit.py).
+
+    In the database, not in process memory, so every API process draws from the same bucket.
+    No foreign key to users: a leftover row of a deleted user is harmless, and the key check
+    would lock the user's row (PostgreSQL takes a share lock) on every limited request.
+    """
+
+    __tablename__ = "rate_limits"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Unix time at which the bucket is full again; each request accepted moves it one interval on.
+    refilled_at: Mapped[float] = mapped_column(Double)

@@ -7,6 +7,7 @@ Lifecycle of one change: `start_change` (ownership, 409 while one runs, charge o
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -74,7 +75,7 @@ class BackgroundChange(BaseModel):
             raise ValueError("backgroundPrompt must not be empty")
         if len(value) > PROMPT_MAX:
             raise ValueError(f"backgroundPrompt must be at most {PROMPT_MAX} characters")
-        words = set(re.findall(r"[a-z]+", value.lower()))
+        words = set(re.findall(r"[a-z]+", _as_read(value)))
         found = sorted(word for word in FORBIDDEN_KEYWORDS if word in words)
         if found:
             raise ValueError(f"backgroundPrompt contains forbidden keywords: {', '.join(found)}")
@@ -120,6 +121,14 @@ class BackgroundChange(BaseModel):
                 f"{required[1]} is required when backgroundMode is {self.background_mode}"
             )
         return self
+
+
+def _as_read(prompt: str) -> str:
+    """The prompt as the keyword check reads it, which is how an image model reads it too:
+    compatibility forms folded (the fullwidth letters U+FF41.. read as a..z) and invisible format
+    characters (zero-width spaces and joiners inside a word) dropped, then case-folded."""
+    compatible = unicodedata.normalize("NFKC", prompt)
+    return "".join(ch for ch in compatible if unicodedata.category(ch) != "Cf").casefold()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from PIL import Image, ImageCms
 
 from posegen.domain.exports import ExportFormat, FileType
 from posegen.errors import PermanentError
+from posegen.imaging.decoding import png_options
 
 SRGB_ICC: Final = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 # Below this a photo shows blocking; a limit we cannot meet above it is an error, not an ugly file.
@@ -101,11 +102,12 @@ def _jpeg(image: Image.Image, quality: int, dpi: int | None) -> bytes:
 
 
 def _png(image: Image.Image, dpi: int | None) -> bytes:
-    """Unoptimized PNG: optimize costs several times the time for a few percent of size."""
+    """Unoptimized PNG: optimize costs several times the time for a few percent of size; zlib's
+    run-length strategy (see `encode_png`) is about as small as level 6 on photos, 3-5x faster."""
     if image.mode not in ("RGB", "RGBA"):
         image = image.convert("RGBA" if image.has_transparency_data else "RGB")
     buffer = io.BytesIO()
-    options: dict[str, object] = {"compress_level": 6, "icc_profile": SRGB_ICC}
+    options: dict[str, object] = {**png_options(), "icc_profile": SRGB_ICC}
     if dpi is not None:
         options["dpi"] = (dpi, dpi)
     image.save(buffer, format="PNG", **options)

@@ -82,6 +82,19 @@ def generated(account: Account, new_generation: Callable[[Account], Generated]) 
     return new_generation(account)
 
 
+@pytest.fixture(scope="session")
+def background_deployment(prefect_api: str) -> str:
+    """The `background-change/background-change` deployment, registered as `serve` would.
+
+    No runner serves it here, so accepted runs stay Scheduled: tests that use it check what the
+    API submits, not what the flow does.
+    """
+    from flows.background_change import background_change
+
+    background_change.to_deployment(name="background-change").apply()
+    return prefect_api
+
+
 @pytest.fixture
 def prefect_unreachable() -> Iterator[None]:
     """The Prefect API URL pointing at a loopback port nothing listens on.

@@ -20,19 +20,6 @@ def _change(generated: Generated) -> str:
     return f"{BASE}/poses/{generated.pose_id}/background"
 
 
-@pytest.fixture(scope="session")
-def background_deployment(prefect_api: str) -> str:
-    """The `background-change/background-change` deployment, registered as `serve` would.
-
-    No runner serves it here, so accepted runs stay Scheduled: these tests check what the API
-    submits, not what the flow does.
-    """
-    from flows.background_change import background_change
-
-    background_change.to_deployment(name="background-change").apply()
-    return prefect_api
-
-
 def _read_flow_run(flow_run_id: str) -> Any:
     from prefect.client.orchestration import get_client
 

@@ -17,6 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from posegen.api import schemas
 from posegen.api.deps import CurrentUser, SessionDep, StorageDep, parse_id
 from posegen.api.flow_runs import submit_export
+from posegen.api.rate_limit import RESPONSES as RATE_LIMITED
+from posegen.api.rate_limit import Bucket, per_user
 from posegen.api.schemas import _Response
 from posegen.db.models import User
 from posegen.domain import exports as domain
@@ -134,7 +136,12 @@ def list_export_formats(user: CurrentUser) -> ExportCatalog:
     "/generations/{generation_id}/exports",
     status_code=202,
     response_model=ExportAccepted,
-    responses={**_ERRORS, 503: {"description": "Export runs cannot be started right now"}},
+    responses={
+        **_ERRORS,
+        **RATE_LIMITED,
+        503: {"description": "Export runs cannot be started right now"},
+    },
+    dependencies=[per_user(Bucket.EXPORTS)],
 )
 async def start_export(
     generation_id: str,
@@ -243,7 +250,10 @@ def _zip_to_temp_file(storage: Storage, entries: list[tuple[str, str]]) -> Path:
 
 
 @router.post(
-    "/poses/{pose_id}/regenerate-export", response_model=ExportRegenerated, responses=_ERRORS
+    "/poses/{pose_id}/regenerate-export",
+    response_model=ExportRegenerated,
+    responses={**_ERRORS, **RATE_LIMITED},
+    dependencies=[per_user(Bucket.REGENERATE_EXPORT)],
 )
 def regenerate_pose_export(
     pose_id: str,

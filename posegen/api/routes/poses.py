@@ -12,6 +12,8 @@ from posegen.api import schemas
 from posegen.api.deps import CurrentUser, SessionDep, StorageDep, parse_id
 from posegen.api.flow_runs import submit_background_change
 from posegen.api.metrics import count_credits_charged, count_credits_refunded
+from posegen.api.rate_limit import RESPONSES as RATE_LIMITED
+from posegen.api.rate_limit import Bucket, per_user
 from posegen.config import get_settings
 from posegen.db.models import User
 from posegen.domain.background import (
@@ -35,6 +37,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "Insufficient credits (`required`, `balance`)"},
     404: {"description": "Pose not found (or not yours)"},
     409: {"description": "A background change for this pose is already running"},
+    **RATE_LIMITED,
     503: {"description": "AI generation not configured, or runs cannot be started (refunded)"},
 }
 
@@ -52,6 +55,7 @@ def read_pose(
     status_code=202,
     response_model=schemas.BackgroundChangeAccepted,
     responses=_ERRORS,
+    dependencies=[per_user(Bucket.BACKGROUND)],
 )
 async def change_background(
     pose_id: str,

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Query, Response
 from posegen.api import community_schemas as schemas
 from posegen.api.deps import CurrentUser, SessionDep, parse_id
 from posegen.api.pagination import Page, Paginated, paginated
+from posegen.api.rate_limit import RESPONSES as RATE_LIMITED
+from posegen.api.rate_limit import Bucket, per_user
 from posegen.db.community import RequestStatus
 from posegen.domain import pose_requests as domain
 from posegen.domain.pose_requests import PoseRequestCreate, RequestSort
@@ -22,7 +24,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=201, response_model=schemas.PoseRequest, responses=_ERRORS)
+@router.post(
+    "",
+    status_code=201,
+    response_model=schemas.PoseRequest,
+    responses={**_ERRORS, **RATE_LIMITED},
+    dependencies=[per_user(Bucket.REQUESTS)],
+)
 def create_request(
     body: PoseRequestCreate, user: CurrentUser, session: SessionDep
 ) -> schemas.PoseRequest:

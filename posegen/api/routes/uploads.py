@@ -17,6 +17,8 @@ from starlette.types import Message, Receive
 
 from posegen.api import schemas
 from posegen.api.deps import CurrentUser, StorageDep
+from posegen.api.rate_limit import RESPONSES as RATE_LIMITED
+from posegen.api.rate_limit import Bucket, per_user
 from posegen.config import get_settings
 from posegen.errors import ValidationFailed
 from posegen.imaging.decoding import encode_png, open_image
@@ -48,7 +50,11 @@ _UPLOAD_BODY: dict[str, Any] = {
     status_code=201,
     response_model=schemas.Upload,
     openapi_extra=_UPLOAD_BODY,
-    responses={400: {"description": "Not an image we accept, too large, or animated"}},
+    responses={
+        400: {"description": "Not an image we accept, too large, or animated"},
+        **RATE_LIMITED,
+    },
+    dependencies=[per_user(Bucket.UPLOADS)],
 )
 async def upload_image(request: Request, user: CurrentUser, storage: StorageDep) -> schemas.Upload:
     """Store what a background change in `upload` mode uses as `backgroundImageUrl`.

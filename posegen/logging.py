@@ -77,6 +77,8 @@ def configure_logging(stream: TextIO | None = None) -> None:
     if posegen_logger.level == logging.NOTSET:
         posegen_logger.setLevel(logging.INFO)
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request URL at INFO, presigned query strings (signatures) included.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if settings.log_json:
         for name in ("uvicorn", "uvicorn.error"):
             uvicorn_logger = logging.getLogger(name)

@@ -7,6 +7,7 @@ cannot take the others down; the hooks and the ledger take care of its credits.
 from __future__ import annotations
 
 from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
@@ -52,6 +53,11 @@ def build_deployments() -> list[RunnerDeployment]:
             description="Refund charges whose background-change run died without refunding.",
             tags=["posegen", "credits"],
             interval=300,
+            # One pass covers every open charge: a second one queued behind it (a burst of
+            # failures triggering the automation) would only take runner slots from changes.
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            ),
         ),
         pose_request_stats.to_deployment(
             name="pose-request-stats",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -27,7 +28,23 @@ def reconciler_deployment(prefect_api: str) -> str:
     return asyncio.run(register())
 
 
-def test_automations_are_created_once_with_their_triggers(reconciler_deployment: str) -> None:
+@pytest.fixture
+def cleanup_automations(prefect_api: str) -> Iterator[None]:
+    """Delete them afterwards: on the session's server they would react to other tests' runs."""
+    yield
+
+    async def delete() -> None:
+        async with get_client() as client:
+            for automation in await client.read_automations():
+                if automation.name.startswith("posegen:"):
+                    await client.delete_automation(automation.id)
+
+    asyncio.run(delete())
+
+
+def test_automations_are_created_once_with_their_triggers(
+    reconciler_deployment: str, cleanup_automations: None
+) -> None:
     assert asyncio.run(ensure_automations()) == [ZOMBIE_AUTOMATION, RECONCILE_AUTOMATION]
     asyncio.run(ensure_automations())  # a second `posegen up` adds nothing
 

@@ -7,7 +7,7 @@ Storage keys never leave the API as keys (except an upload's own): every image i
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
@@ -17,14 +17,8 @@ from posegen.db import models
 from posegen.domain.background import ChangeTicket
 from posegen.storage import Storage
 
-
-def _as_utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC, so say so in the JSON
-    # (the OpenAPI `date-time` format, RFC 3339, requires the offset).
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+# The OpenAPI `date-time` format (RFC 3339) requires the offset.
+UtcDatetime = Annotated[datetime, AfterValidator(models.as_utc)]
 
 
 class _Response(BaseModel):

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from posegen.db.models import CreditTransaction, Pose
+from posegen.db.models import CreditTransaction, Pose, as_utc
 from posegen.domain.background import charge_key
 
 # Prefect state types after which a run will never refund its own charge.
@@ -93,7 +93,7 @@ def refund_reason(
     Running for longer than any change can take was killed with its process (SIGKILL, lost
     machine) and will never report, so it is treated as dead.
     """
-    age = now - _aware(charge.created_at)
+    age = now - as_utc(charge.created_at)
     old_enough = age >= grace
     if charge.flow_run_id is None:
         return "no flow run was started for this charge" if old_enough else None
@@ -104,7 +104,3 @@ def refund_reason(
     if run_state == "RUNNING" and age >= running_timeout:
         return STALLED
     return None
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -20,9 +20,13 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 $(REMBG_HOME)/models/u2netp/u2netp.onnx: | $(BIN)/.installed
-	$(BIN)/posegen models fetch
+	$(BIN)/posegen models fetch --model u2netp
 
-models: $(REMBG_HOME)/models/u2netp/u2netp.onnx
+# The selfie model (MediaPipe's, converted to ONNX at fetch time); its tests need it.
+$(REMBG_HOME)/models/selfie/selfie.onnx: | $(BIN)/.installed
+	$(BIN)/posegen models fetch --model selfie
+
+models: $(REMBG_HOME)/models/u2netp/u2netp.onnx $(REMBG_HOME)/models/selfie/selfie.onnx
 
 run: install models
 	$(BIN)/posegen up

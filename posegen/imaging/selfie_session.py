@@ -1,0 +1,104 @@
+"""rembg session `selfie`: MediaPipe's selfie segmentation, a fast model made for people.
+
+Two converted models (`posegen models fetch --model selfie`): a square one (256x256 input) and a
+landscape one (256 wide, 144 high), chosen by the image's shape. The model sees the whole photo
+stretched to its input, as MediaPipe feeds it, and returns a person probability; the mask is
+that probability, not min-max stretched like u2netp's, so a photo without a person can come out
+empty where u2netp always finds some subject.
+
+Importing this module imports rembg; `register` makes `selfie` a name `rembg.new_session` knows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+from rembg import sessions as rembg_sessions
+from rembg.sessions.base import BaseSession
+
+# The square input is 1:1, the landscape one 16:9; above this width/height ratio (their geometric
+# middle) an image is closer to the landscape model's shape and less distorted by stretching.
+LANDSCAPE_FROM_RATIO: Final = (256 / 144) ** 0.5
+# As in segmentation.py: Pillow's box pre-reduction before Lanczos, indistinguishable at 2.
+_REDUCING_GAP: Final = 2.0
+
+
+class SelfieSession(BaseSession):
+    """Person segmentation with MediaPipe's selfie models; `inner_session` is the square one."""
+
+    def __init__(self, model_name: str, sess_opts: ort.SessionOptions, *args, **kwargs) -> None:
+        super().__init__(model_name, sess_opts, *args, **kwargs)
+        self.landscape_session = ort.InferenceSession(
+            str(self.landscape_path(*args, **kwargs)),
+            sess_options=sess_opts,
+            providers=self.inner_session.get_providers(),
+        )
+
+    def input_size_for(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) the model takes for an image of `size`: the landscape model's for
+        wide images, the square model's otherwise."""
+        return _input_size(self._session_for(size))
+
+    def predict(self, img: Image.Image, *args, **kwargs) -> list[Image.Image]:
+        """One mask, mode "L", the size of `img`: the person probability times 255."""
+        session = self._session_for(img.size)
+        size = _input_size(session)
+        rgb = img.convert("RGB")
+        if rgb.size != size:
+            rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
+        pixels = np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1)[np.newaxis] / 255.0
+        (probability,) = session.run(None, {session.get_inputs()[0].name: pixels})
+        levels = np.rint(np.clip(probability[0, 0], 0.0, 1.0) * 255.0).astype(np.uint8)
+        mask = Image.fromarray(levels)  # 2-D uint8: mode "L"
+        if mask.size != img.size:
+            mask = mask.resize(img.size, Image.Resampling.BILINEAR)
+        return [mask]
+
+    def _session_for(self, size: tuple[int, int]) -> ort.InferenceSession:
+        width, height = size
+        if width > height * LANDSCAPE_FROM_RATIO:
+            return self.landscape_session
+        return self.inner_session
+
+    @classmethod
+    def download_models(cls, *args, **kwargs) -> str:
+        """The square model's path. Never downloads: posegen fetches and converts the models
+        (`posegen models fetch --model selfie`); a missing file is an error here."""
+        path = Path(cls.model_dir(*args, **kwargs)) / f"{cls.name()}.onnx"
+        for required in (path, cls.landscape_path(*args, **kwargs)):
+            if not required.is_file():
+                raise FileNotFoundError(
+                    f"{required} is missing: run `posegen models fetch --model selfie`."
+                )
+        return str(path)
+
+    @classmethod
+    def landscape_path(cls, *args, **kwargs) -> Path:
+        return Path(cls.model_dir(*args, **kwargs)) / f"{cls.name()}_landscape.onnx"
+
+    @classmethod
+    def name(cls, *args, **kwargs) -> str:
+        return "selfie"
+
+
+def register() -> None:
+    """Add `selfie` to rembg's session registry (idempotent), so `rembg.new_session("selfie")`
+    builds it and posegen's `usable_models()` lists it. Not among rembg's downloadable models:
+    `rembg d` cannot fetch it."""
+    name = SelfieSession.name()
+    if name in rembg_sessions.sessions:
+        return
+    rembg_sessions.sessions[name] = SelfieSession
+    # rembg's factory and CLI hold these very lists, so appending reaches them.
+    rembg_sessions.sessions_class.append(SelfieSession)
+    rembg_sessions.sessions_names.append(name)
+    rembg_sessions.sessions_names_no_credentials.append(name)
+
+
+def _input_size(session: ort.InferenceSession) -> tuple[int, int]:
+    _, _, height, width = session.get_inputs()[0].shape
+    return (width, height)

@@ -1,0 +1,68 @@
+"""The process a warm pool keeps: import once, warm up, then run one flow run at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import uuid
+from multiprocessing.connection import Connection
+from typing import Any
+
+logger = logging.getLogger("posegen.warm_pool")
+
+
+def child_main(conn: Connection, flow_path: str, warm_up: str | None) -> None:
+    """Run the flow runs the pool sends (their ids), one at a time, until told to stop.
+
+    SIGTERM while a run executes lets that run finish (the pool's grace) and then exits; SIGTERM
+    while idle exits at once. Losing the pool (EOF on the pipe) also ends the process, after the
+    run in hand.
+    """
+    state = {"busy": False, "stop": False}
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        state["stop"] = True
+        if not state["busy"]:
+            os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the pool decides
+    flow = _import(flow_path)
+    if warm_up:
+        _import(warm_up)()
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+
+    conn.send(("ready", os.getpid()))
+    with get_client(sync_client=True) as client:
+        while not state["stop"]:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return
+            if message is None:
+                return
+            state["busy"] = True
+            try:
+                flow_run = client.read_flow_run(uuid.UUID(message))
+                client.update_flow_run(flow_run.id, infrastructure_pid=str(os.getpid()))
+                result = run_flow(flow, flow_run=flow_run, return_type="state")
+                if asyncio.iscoroutine(result):
+                    asyncio.run(result)
+            except BaseException:
+                logger.exception("flow run %s ended with an engine error", message)
+            finally:
+                state["busy"] = False
+            try:
+                conn.send(("done", message))
+            except OSError:
+                return
+
+
+def _import(path: str) -> Any:
+    """`package.module:attribute` → the attribute."""
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)

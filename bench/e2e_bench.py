@@ -90,14 +90,14 @@ def person_png() -> bytes:
 
 
 def start_runner(
-    api: str, deployment: str, mode: str, poll: int, log: Path
+    api: str, deployment: str, mode: str, poll: int, log: Path, workers: int = 3
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PREFECT_API_URL": api,
         "PREFECT_RUNNER_POLL_FREQUENCY": str(poll),
         "POSEGEN_DEPLOYMENT_BACKGROUND_CHANGE": deployment,
-        "POSEGEN_WARM_WORKERS": "3" if mode == "warm" else "0",
+        "POSEGEN_WARM_WORKERS": str(workers) if mode == "warm" else "0",
         "PYTHONUNBUFFERED": "1",
     }
     runner = subprocess.Popen(
@@ -285,12 +285,16 @@ def run_burst(api: str, count: int, deployment: str, events: CompletionEvents) -
     with TestClient(create_app()) as client:
 
         def post(job: tuple[str, str]) -> str:
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
             pose_id, token = job
-            response = client.post(
-                f"{BASE}/poses/{pose_id}/background",
-                json=body,
-                headers={"Authorization": f"Bearer {token}"},
-            )
+            # A pool thread does not see the main thread's settings context: name the API.
+            with temporary_settings({PREFECT_API_URL: api}):
+                response = client.post(
+                    f"{BASE}/poses/{pose_id}/background",
+                    json=body,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
             assert response.status_code == 202, response.text
             return str(response.json()["flowRunId"])
 
@@ -300,11 +304,18 @@ def run_burst(api: str, count: int, deployment: str, events: CompletionEvents) -
         submitted = time.time() - started
         last = max(events.wait(pose_id, timeout=900) for pose_id, _ in jobs)
     elapsed = last - started
-    tasks = httpx.post(
-        f"{api}/task_runs/filter",
-        json={"flow_runs": {"id": {"any_": run_ids}}, "limit": 200 * 7},
-        timeout=30,
-    ).json()
+    print(f"   all {count} completed {elapsed:.2f} s after the first POST", flush=True)
+    tasks: list[dict[str, str]] = []
+    while True:  # the API pages task runs by 200
+        page = httpx.post(
+            f"{api}/task_runs/filter",
+            json={"flow_runs": {"id": {"any_": run_ids}}, "limit": 200, "offset": len(tasks)},
+            timeout=30,
+        )
+        page.raise_for_status()
+        tasks += page.json()
+        if len(page.json()) < 200:
+            break
     inside: dict[str, list[float]] = {}
     for task in tasks:
         name = task["name"].rsplit("-", 1)[0]

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import ssl
 import uuid
+import weakref
 
-from prefect.client.orchestration import get_client
+import certifi
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import (
+    PREFECT_API_SSL_CERT_FILE,
+    PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
+    PREFECT_API_URL,
+)
 
 from posegen.api.metrics import count_flow_run_submitted
 from posegen.config import get_settings
@@ -56,10 +67,19 @@ async def _submit(
     """One run of deployment `flow/deployment`; any failure is ServiceUnavailable(unavailable)."""
     flow_name = name.split("/", 1)[0]
     try:
-        async with get_client() as client:
-            deployment = await client.read_deployment_by_name(name)
+        client = await _client()
+        try:
             run = await client.create_flow_run_from_deployment(
-                deployment.id,
+                await _deployment_id(client, name),
+                parameters=parameters,
+                idempotency_key=idempotency_key,
+                tags=["posegen", flow_name],
+            )
+        except ObjectNotFound:
+            # The deployment was deleted and applied again (new id): look it up once more.
+            _deployment_ids.pop((client.api_url, name), None)
+            run = await client.create_flow_run_from_deployment(
+                await _deployment_id(client, name),
                 parameters=parameters,
                 idempotency_key=idempotency_key,
                 tags=["posegen", flow_name],
@@ -68,3 +88,42 @@ async def _submit(
         raise ServiceUnavailable(unavailable, reason=type(exc).__name__) from exc
     count_flow_run_submitted(flow_name)
     return run.id
+
+
+# Every trigger used to open a new Prefect client (building a TLS context from the whole CA
+# bundle, ~50 ms of CPU) and read the deployment by name before creating the run. Now one
+# client per event loop and Prefect API stays open, and deployment ids are remembered.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, PrefectClient]] = (
+    weakref.WeakKeyDictionary()
+)
+_deployment_ids: dict[tuple[object, str], uuid.UUID] = {}
+
+
+async def _client() -> PrefectClient:
+    """This loop's open client for the current Prefect API (tests switch APIs and loops)."""
+    per_api = _clients.setdefault(asyncio.get_running_loop(), {})
+    api = str(PREFECT_API_URL.value())
+    client = per_api.get(api)
+    if client is None:
+        client = get_client(httpx_settings={"verify": _tls_context()})
+        await client.__aenter__()
+        per_api[api] = client
+    return client
+
+
+async def _deployment_id(client: PrefectClient, name: str) -> uuid.UUID:
+    key = (client.api_url, name)
+    if key not in _deployment_ids:
+        _deployment_ids[key] = (await client.read_deployment_by_name(name)).id
+    return _deployment_ids[key]
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS context Prefect's client would build for itself, built once per process."""
+    if PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value():
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=PREFECT_API_SSL_CERT_FILE.value() or certifi.where())

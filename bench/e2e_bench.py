@@ -90,7 +90,13 @@ def person_png() -> bytes:
 
 
 def start_runner(
-    api: str, deployment: str, mode: str, poll: int, log: Path, workers: int = 3
+    api: str,
+    deployment: str,
+    mode: str,
+    poll: int,
+    log: Path,
+    workers: int = 3,
+    model: str | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -100,6 +106,8 @@ def start_runner(
         "POSEGEN_WARM_WORKERS": str(workers) if mode == "warm" else "0",
         "PYTHONUNBUFFERED": "1",
     }
+    if model:
+        env["POSEGEN_REMBG_MODEL"] = model
     runner = subprocess.Popen(
         [sys.executable, "-m", "deployments.serve"],
         cwd=ROOT,
@@ -378,6 +386,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--modes", default="warm,subprocess", help="warm and/or subprocess")
+    parser.add_argument(
+        "--models", default="", help="segmentation models to compare, e.g. u2netp,selfie"
+    )
     parser.add_argument("--poll", type=int, default=1, help="runner poll period, seconds")
     parser.add_argument("--process-rounds", type=int, default=3)
     parser.add_argument("--burst", type=int, default=50, help="changes at once (warm); 0: skip")
@@ -400,11 +411,18 @@ def main() -> None:
         ensure_limits_sync()
         events = CompletionEvents(api)
         totals: dict[str, float] = {}
-        for mode in args.modes.split(","):
+        runs = [
+            (mode, model)
+            for model in (args.models.split(",") if args.models else [""])
+            for mode in args.modes.split(",")
+        ]
+        for mode, model in runs:
             deployment = f"background-change/bench-{uuid.uuid4().hex[:8]}"
-            runner = start_runner(api, deployment, mode, args.poll, _HOME / f"runner-{mode}.log")
+            log = _HOME / f"runner-{mode}-{model}.log"
+            runner = start_runner(api, deployment, mode, args.poll, log, model=model or None)
+            label = f"{mode}, model {model}" if model else mode
             try:
-                print(f"\n== {mode} (runner poll {args.poll} s): {args.requests} requests")
+                print(f"\n== {label} (runner poll {args.poll} s): {args.requests} requests")
                 results = run_requests(api, args.requests, deployment, events)
                 if mode == "warm" and args.burst:
                     print(f"\n== {mode}: {args.burst} changes submitted at once")
@@ -413,8 +431,8 @@ def main() -> None:
                 stop_runner(runner)
             for name in results[0]:
                 print(f"   {name:<26}: {_median([r[name] for r in results])}")
-            totals[mode] = statistics.median(r["total"] for r in results)
-            p50 = totals[mode]
+            totals[label] = statistics.median(r["total"] for r in results)
+            p50 = totals[label]
             compute = statistics.median(r["compute (tasks)"] for r in results)
             extra = p50 - compute
             print(f"   p50 request → event {p50:.2f} s = compute {compute:.2f} s + {extra:.2f} s")

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     warm_workers: int = 3
     # The warm pool's safety-net poll; new runs normally wake it through a Prefect event.
     warm_poll_seconds: float = 2.0
+    # onnxruntime threads per session; 0 = one per usable core. A warm pool of N processes
+    # gives each max(1, cores // N) unless this is set.
+    onnx_threads: int = Field(default=0, ge=0)
     # Flow-run heartbeats (Prefect wants >= 30 s); three missed beats mark a run Crashed.
     flows_heartbeat_seconds: int = 30
     background_change_slots: int = 3

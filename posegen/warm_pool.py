@@ -129,6 +129,10 @@ class WarmPool:
 
     def _spawn(self) -> None:
         _skip_tls_bundle_over_plain_http()
+        # N processes each running onnxruntime with a thread per core oversubscribe the cores
+        # N times when changes arrive together; share the cores out instead.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        os.environ.setdefault("POSEGEN_ONNX_THREADS", str(max(1, cores // self.size)))
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=child_main,

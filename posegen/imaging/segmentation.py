@@ -117,7 +117,8 @@ def _input_size(session: BaseSession) -> tuple[int, int] | None:
 
 
 def _session_options() -> onnxruntime.SessionOptions:
-    """One inference thread per usable core, and no spin-waiting between operators.
+    """One inference thread per usable core (or `POSEGEN_ONNX_THREADS`, which a warm pool sets
+    so that its processes together use each core once), and no spin-waiting between operators.
 
     onnxruntime's default worker threads spin while idle: with several flow runs (the
     background-change limit is 3) and test suites sharing two cores, the spinning threads take
@@ -127,7 +128,7 @@ def _session_options() -> onnxruntime.SessionOptions:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = _usable_cores()
+    options.intra_op_num_threads = get_settings().onnx_threads or _usable_cores()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -107,3 +107,13 @@ def test_missing_model_says_how_to_fetch_it(no_sessions_and_no_model: None) -> N
 def test_unknown_model_is_refused_with_the_choices(no_sessions_and_no_model: None) -> None:
     with pytest.raises(ServiceUnavailable, match=r"choose one of: .*u2netp"):
         get_session("atlascloud")
+
+
+def test_onnx_threads_setting_caps_the_inference_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warm pool of N processes sets POSEGEN_ONNX_THREADS so they share the cores out."""
+    monkeypatch.setenv("POSEGEN_ONNX_THREADS", "1")
+    reset_settings()
+    assert segmentation._session_options().intra_op_num_threads == 1
+    monkeypatch.delenv("POSEGEN_ONNX_THREADS")
+    reset_settings()
+    assert segmentation._session_options().intra_op_num_threads == segmentation._usable_cores()

@@ -30,6 +30,7 @@ and the session load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import statistics
@@ -43,20 +44,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-_HOME = Path(tempfile.mkdtemp(prefix="posegen-e2e-bench-"))
-os.environ.update(
-    {
-        "POSEGEN_HOME": str(_HOME),
-        "PREFECT_HOME": str(_HOME / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "POSEGEN_JWT_SECRET": "bench-" + uuid.uuid4().hex,
-        "POSEGEN_DATABASE_URL": f"sqlite:///{_HOME / 'posegen.db'}",
-        "POSEGEN_STORAGE_URL": str(_HOME / "storage"),
-    }
-)
-os.environ.setdefault("REMBG_HOME", str(ROOT / ".posegen" / "models"))
-os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".posegen" / "numba-cache"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from servers import isolated_home  # noqa: E402
+
+_HOME = isolated_home("posegen-e2e-bench-")
 
 import httpx  # noqa: E402
 
@@ -157,7 +148,9 @@ class CompletionEvents:
                 async for event in subscriber:
                     self.arrived[str(event.payload["poseId"])] = time.time()
 
-        asyncio.run(listen())
+        # Ends when the Prefect server stops at the end of the bench.
+        with contextlib.suppress(Exception):
+            asyncio.run(listen())
 
     def wait(self, pose_id: str, timeout: float = 300) -> float:
         deadline = time.monotonic() + timeout

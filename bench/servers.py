@@ -22,6 +22,30 @@ from pathlib import Path
 
 import httpx
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def isolated_home(prefix: str) -> Path:
+    """A temp POSEGEN_HOME with its own SQLite database, storage, Prefect home and JWT secret,
+    set in this process's environment before any posegen or Prefect settings are read; the
+    model files and numba cache stay the project's."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ.update(
+        {
+            "POSEGEN_HOME": str(home),
+            "PREFECT_HOME": str(home / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "POSEGEN_JWT_SECRET": "bench-" + uuid.uuid4().hex,
+            "POSEGEN_DATABASE_URL": f"sqlite:///{home / 'posegen.db'}",
+            "POSEGEN_STORAGE_URL": str(home / "storage"),
+        }
+    )
+    os.environ.setdefault("REMBG_HOME", str(ROOT / ".posegen" / "models"))
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".posegen" / "numba-cache"))
+    return home
+
+
 PG_ADMIN_URL = os.environ.get(
     "POSEGEN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -22,7 +22,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -30,19 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-_HOME = Path(tempfile.mkdtemp(prefix="posegen-trigger-bench-"))
-os.environ.update(
-    {
-        "POSEGEN_HOME": str(_HOME),
-        "PREFECT_HOME": str(_HOME / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "POSEGEN_JWT_SECRET": "bench-" + uuid.uuid4().hex,
-        "POSEGEN_DATABASE_URL": f"sqlite:///{_HOME / 'posegen.db'}",
-        "POSEGEN_STORAGE_URL": str(_HOME / "storage"),
-        "POSEGEN_DEPLOYMENT_BACKGROUND_CHANGE": "background-change/trigger-bench",
-    }
-)
+from servers import isolated_home  # noqa: E402
+
+_HOME = isolated_home("posegen-trigger-bench-")
+os.environ["POSEGEN_DEPLOYMENT_BACKGROUND_CHANGE"] = "background-change/trigger-bench"
 
 import httpx  # noqa: E402
 

@@ -1,7 +1,8 @@
 """Trigger latency: `POST /poses/{id}/background` at many concurrent clients (issue 7, target 5).
 
     NUMBA_CACHE_DIR=.posegen/numba-cache REMBG_HOME=.posegen/models \\
-        .venv/bin/python bench/trigger_bench.py [--clients 1,10,100] [--per-client 5] [--db postgres]
+        .venv/bin/python bench/trigger_bench.py [--clients 1,10,100] [--per-client 5] \\
+        [--db postgres]
 
 A Prefect server and posegen's database (PostgreSQL by default, see bench/servers.py), the
 `background-change` deployment registered (nobody serves it: the runs stay Scheduled, only the

@@ -1,7 +1,8 @@
-"""Flow `multi-format-export`: plan → prepare each pose (decode once, mask once) → render pose x
-format in parallel → record the files on the poses → ZIP → artifact → tell the user.
+"""Flow `multi-format-export`: plan → export each pose in parallel (decode once, mask once, every
+format) → record the files on the poses → ZIP → artifact → tell the user.
 
-A pose whose renders keep failing is reported (artifact and event) and does not stop the others.
+A pose or format whose renders keep failing is reported (artifact and event) and does not stop
+the others.
 Exports cost no credits, so a failure needs no refund.
 """
 
@@ -15,31 +16,17 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from posegen.config import get_settings
-from posegen.domain.exports import (
-    ExportFailure,
-    ExportRequest,
-    ExportSource,
-    ExportSummary,
-    RenderedExport,
-)
-from posegen.errors import PermanentError, PosegenError
-from posegen.imaging.exporting import finish_run
+from posegen.domain.exports import ExportFailure, ExportRequest, ExportSummary, RenderedExport
+from posegen.errors import PermanentError
+from posegen.imaging.exporting import PoseExport, failure_message, finish_run
 from tasks.export import (
     build_zip,
     emit_export_event,
+    export_pose,
     plan_export,
-    prepare_pose,
     publish_export_artifact,
     record_exports,
-    render_export,
 )
-
-
-def failure_message(error: object) -> str:
-    """Our own errors carry a message safe to show; anything else is named, not described."""
-    if isinstance(error, PosegenError):
-        return error.message
-    return f"Rendering failed on our side ({type(error).__name__})."
 
 
 def _outcome(future: PrefectFuture) -> tuple[object | None, str | None]:  # type: ignore[type-arg]
@@ -61,25 +48,17 @@ def multi_format_export(generation_id: uuid.UUID, request: ExportRequest) -> dic
     plan = plan_export(generation_id, request)
     run_id = flow_run.id
     token = run_id or uuid.uuid4().hex
+    exported: list[RenderedExport] = []
     failures: list[ExportFailure] = []
-    renders: list[tuple[uuid.UUID, str, PrefectFuture]] = []  # type: ignore[type-arg]
     try:
-        prepared = prepare_pose.map(unmapped(token), list(plan.pose_ids))
-        for pose_id, future in zip(plan.pose_ids, prepared, strict=True):
-            source, error = _outcome(future)
-            if not isinstance(source, ExportSource):
-                failures.append(ExportFailure(pose_id, None, error or "No source"))
-                continue
-            renders.extend(
-                (pose_id, name, render_export.submit(token, source, name)) for name in plan.formats
-            )
-        exported: list[RenderedExport] = []
-        for pose_id, name, future in renders:
-            rendered, error = _outcome(future)
-            if isinstance(rendered, RenderedExport):
-                exported.append(rendered)
+        poses = export_pose.map(unmapped(token), list(plan.pose_ids), unmapped(list(plan.formats)))
+        for pose_id, future in zip(plan.pose_ids, poses, strict=True):
+            result, error = _outcome(future)
+            if isinstance(result, PoseExport):
+                exported.extend(result.rendered)
+                failures.extend(result.failures)
             else:
-                failures.append(ExportFailure(pose_id, name, error or "Unknown error"))
+                failures.append(ExportFailure(pose_id, None, error or "Unknown error"))
     finally:
         finish_run(token)
     record_exports(exported)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import TaskRun
 from prefect.events import emit_event
+from prefect.runtime import task_run as current_task_run
 from prefect.states import State
 from prefect.tasks import Task, exponential_backoff
 
@@ -19,14 +20,12 @@ from posegen.domain import exports as domain
 from posegen.domain.exports import (
     ExportPlan,
     ExportRequest,
-    ExportSource,
     ExportSummary,
     NightlyBatch,
     RenderedExport,
     resolve_format,
 )
 from posegen.domain.poses import get_pose
-from posegen.errors import PosegenError, TransientError
 from posegen.imaging import exporting
 from posegen.orchestration import (
     EVENT_EXPORT_COMPLETED,
@@ -40,12 +39,12 @@ from posegen.storage import get_storage
 def retry_unless_deterministic(task: Task, task_run: TaskRun, state: State) -> bool:  # type: ignore[type-arg]
     """Retry what may heal (network, storage hiccups, unexpected errors); a corrupt image, a
     missing pose or a limit the image cannot meet fail the same way every time."""
-    error = getattr(state.data, "result", state.data)
-    return isinstance(error, TransientError) or not isinstance(error, PosegenError)
+    return exporting.may_heal(getattr(state.data, "result", state.data))
 
 
+_RETRIES: Final = 2  # 3 attempts in all
 _RETRYING: dict[str, Any] = {
-    "retries": 2,  # 3 attempts in all
+    "retries": _RETRIES,
     "retry_delay_seconds": exponential_backoff(backoff_factor=get_settings().retry_backoff_seconds)(
         2
     ),
@@ -59,21 +58,26 @@ def plan_export(generation_id: uuid.UUID, request: ExportRequest) -> ExportPlan:
         return domain.plan_export(session, generation_id, request)
 
 
-@task(name="prepare-pose", **_RETRYING)
-def prepare_pose(run_token: str, pose_id: uuid.UUID) -> ExportSource:
-    """Decode the pose once for the run; segment it (and record the mask) if it has no mask."""
+@task(name="export-pose", **_RETRYING)
+def export_pose(run_token: str, pose_id: uuid.UUID, formats: list[str]) -> exporting.PoseExport:
+    """Decode the pose once (segmenting it, and recording the mask, if it has none), then render
+    and store each format. One task per pose, not per file: a task run costs Prefect tens of ms.
+
+    A format that fails for good is reported in the result; an error that may heal fails the
+    task, and the retry renders only the formats still missing. The last attempt reports such
+    an error as that format's failure, so one bad format never costs the pose its other files.
+    """
     with session_scope() as session:
         source = domain.export_source(session, get_pose(session, pose_id))
-    prepared = exporting.run_for(run_token, get_storage()).prepare(source)
-    if prepared.mask_created or not source.mask_recorded:
+    exported = exporting.run_for(run_token, get_storage()).export_pose(
+        source,
+        [resolve_format(name) for name in formats],
+        may_retry=current_task_run.run_count <= _RETRIES,
+    )
+    if exported.mask_created or not source.mask_recorded:
         with session_scope() as session:
-            domain.record_mask(session, pose_id, prepared.source.mask_key)
-    return prepared.source
-
-
-@task(name="render-export", **_RETRYING)
-def render_export(run_token: str, source: ExportSource, format_name: str) -> RenderedExport:
-    return exporting.run_for(run_token, get_storage()).render(source, resolve_format(format_name))
+            domain.record_mask(session, pose_id, exported.source.mask_key)
+    return exported
 
 
 @task(name="record-exports", **_RETRYING)

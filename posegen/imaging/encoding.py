@@ -9,6 +9,8 @@ two are passed to the encoder.
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -23,6 +25,14 @@ SRGB_ICC: Final = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobyt
 MIN_JPEG_QUALITY: Final = 40
 # Flattening colour for transparent pixels in a JPEG: marketplaces ask for white backgrounds.
 _FLATTEN_ON: Final = (255, 255, 255)
+_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+# A stored PNG made only of these chunks decodes to exactly its pixels: no colour profile, gamma,
+# transparency key, palette or EXIF/text chunk (which may carry an orientation) changes them.
+_PIXELS_ONLY_CHUNKS: Final = frozenset({b"IHDR", b"IDAT", b"IEND"})
+_PNG_COLOUR_TYPES: Final = {"RGB": 2, "RGBA": 6}
+# How Pillow writes the profile (`iCCP`: name, compression method 0, zlib data), so readers
+# get back exactly SRGB_ICC whichever of the two wrote the file.
+_ICCP: Final = b"ICC Profile\0\0" + zlib.compress(SRGB_ICC)
 
 
 @dataclass(frozen=True)
@@ -40,11 +50,19 @@ class EncodedImage:
         return "image/png" if self.file_type == FileType.PNG else "image/jpeg"
 
 
-def encode_export(image: Image.Image, fmt: ExportFormat) -> EncodedImage:
+def encode_export(
+    image: Image.Image, fmt: ExportFormat, *, stored_png: bytes | None = None
+) -> EncodedImage:
     """The file for `fmt`: PNG when the format keeps pixels exactly or the image needs its
-    transparency, JPEG otherwise — at the format's quality, or the best quality under its limit."""
+    transparency, JPEG otherwise — at the format's quality, or the best quality under its limit.
+
+    `stored_png`: the PNG file `image` itself was decoded from (not a file of the image it was
+    rendered from). When that file holds these pixels and nothing else, a PNG output reuses its
+    compressed data instead of compressing the pixels again (the costliest step of `original`),
+    adding only the profile and dpi."""
     if fmt.file_type == FileType.PNG or (fmt.file_type == FileType.AUTO and _see_through(image)):
-        encoded = EncodedImage(_png(image, fmt.dpi), FileType.PNG)
+        reused = _png_from_stored(stored_png, image, fmt.dpi) if stored_png else None
+        encoded = EncodedImage(reused or _png(image, fmt.dpi), FileType.PNG)
         _check_limit(encoded, fmt)
         return encoded
     rgb = _flatten(image)
@@ -112,6 +130,51 @@ def _png(image: Image.Image, dpi: int | None) -> bytes:
         options["dpi"] = (dpi, dpi)
     image.save(buffer, format="PNG", **options)
     return buffer.getvalue()
+
+
+def _png_from_stored(stored: bytes, image: Image.Image, dpi: int | None) -> bytes | None:
+    """`stored` with its metadata replaced by ours, if its pixels are exactly `image`'s (8-bit
+    RGB or RGBA of the same size, not interlaced, pixel chunks only); None otherwise."""
+    chunks = _png_chunks(stored)
+    if not chunks or chunks[0][0] != b"IHDR" or chunks[-1][0] != b"IEND":
+        return None
+    if any(kind not in _PIXELS_ONLY_CHUNKS for kind, _ in chunks) or len(chunks[0][1]) != 13:
+        return None
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    wanted_colour = _PNG_COLOUR_TYPES.get(image.mode)
+    if (width, height) != image.size or depth != 8 or colour != wanted_colour or interlace:
+        return None
+    parts = [_PNG_SIGNATURE, _png_chunk(b"IHDR", chunks[0][1]), _png_chunk(b"iCCP", _ICCP)]
+    if dpi is not None:
+        per_metre = int(dpi / 0.0254 + 0.5)
+        parts.append(_png_chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1)))
+    parts.extend(_png_chunk(kind, data) for kind, data in chunks[1:])
+    return b"".join(parts)
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """(type, data) of every chunk up to IEND; None unless the file is well formed to there."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    chunks, position = [], len(_PNG_SIGNATURE)
+    while position + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        end = position + 8 + length
+        if end + 4 > len(data):
+            return None
+        body = data[position + 8 : end]
+        if struct.unpack_from(">I", data, end)[0] != zlib.crc32(body, zlib.crc32(kind)):
+            return None
+        chunks.append((kind, body))
+        position = end + 4
+        if kind == b"IEND":
+            return chunks
+    return None
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(data, zlib.crc32(kind))
+    return struct.pack(">I4s", len(data), kind) + data + struct.pack(">I", crc)
 
 
 def _see_through(image: Image.Image) -> bool:

@@ -3,7 +3,8 @@ from it, and build ZIPs through a temp file (never in memory).
 
 An `ExportRun` is the unit that keeps decoded poses: the Prefect tasks of one flow run, the CLI
 and the regenerate endpoint each use one, so every format of a pose is derived from a single
-decode of its images (and a single segmentation when the pose had no mask yet).
+decode of its images (and a single segmentation when the pose had no mask yet). `export_pose`
+renders all of a pose's formats in one call: the flow runs it as one task per pose.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from typing import Final
 from PIL import Image
 
 from posegen.domain.exports import (
+    ExportFailure,
     ExportFormat,
     ExportSource,
     RenderedExport,
     export_key,
     zip_key,
 )
+from posegen.errors import PosegenError, TransientError
 from posegen.imaging.decoding import encode_png, open_image
 from posegen.imaging.encoding import encode_export
 from posegen.imaging.reframe import (
@@ -46,24 +49,50 @@ _ZIP_CHUNK: Final = 1024 * 1024
 # Decoded poses kept per run: enough for the poses being rendered in parallel, bounded so a
 # 500-pose export does not hold 500 decoded photos (an evicted pose is simply decoded again).
 _CACHED_POSES: Final = 8
+_PNG_SIGNATURE: Final = b"\x89PNG"
 
 
 @dataclass(frozen=True)
 class DecodedPose:
     """A pose's images, decoded once: the current image, its mask and the subject's box; for a
-    changed background also the cut-out subject and the background to re-composite it over."""
+    changed background also the cut-out subject and the background to re-composite it over.
+    `stored_png` is the image's stored file when it is a PNG (`original` reuses its data)."""
 
     image: Image.Image
     mask: Image.Image
     subject: Box | None
     cutout: Image.Image | None = None
     background: Image.Image | None = None
+    stored_png: bytes | None = None
 
 
 @dataclass(frozen=True)
 class PreparedPose:
     source: ExportSource
     mask_created: bool
+
+
+@dataclass(frozen=True)
+class PoseExport:
+    """One pose's formats: the files stored, and the formats that failed for good (by name)."""
+
+    source: ExportSource
+    mask_created: bool
+    rendered: tuple[RenderedExport, ...]
+    failures: tuple[ExportFailure, ...]
+
+
+def may_heal(error: object) -> bool:
+    """Worth retrying: a network or storage hiccup, or an error we did not foresee. Our own
+    errors (a corrupt image, a missing pose, a limit the image cannot meet) recur every time."""
+    return isinstance(error, TransientError) or not isinstance(error, PosegenError)
+
+
+def failure_message(error: object) -> str:
+    """Our own errors carry a message safe to show; anything else is named, not described."""
+    if isinstance(error, PosegenError):
+        return error.message
+    return f"Rendering failed on our side ({type(error).__name__})."
 
 
 def render_image(pose: DecodedPose, fmt: ExportFormat) -> tuple[Image.Image, Framing | None]:
@@ -91,6 +120,7 @@ class ExportRun:
         self._decoded: OrderedDict[uuid.UUID, DecodedPose] = OrderedDict()
         self._lock = threading.Lock()
         self._pose_locks: dict[uuid.UUID, threading.RLock] = {}
+        self._rendered: dict[tuple[uuid.UUID, str], RenderedExport] = {}
 
     def prepare(self, source: ExportSource) -> PreparedPose:
         """Make sure the pose has a mask (segmenting once, cached in storage) and decode it.
@@ -101,10 +131,44 @@ class ExportRun:
         self.decoded(source)
         return PreparedPose(source.with_mask(source.mask_key), created)
 
+    def export_pose(
+        self, source: ExportSource, formats: Iterable[ExportFormat], *, may_retry: bool = False
+    ) -> PoseExport:
+        """Prepare the pose, then render and store each format; a format failing for good is
+        reported and does not stop the others. An unreadable pose raises.
+
+        With `may_retry`, an error that may heal is raised once the other formats are done, for
+        the caller to retry the pose: formats this run already stored are not rendered again.
+        """
+        prepared = self.prepare(source)
+        rendered: list[RenderedExport] = []
+        failures: list[ExportFailure] = []
+        retry: BaseException | None = None
+        for fmt in formats:
+            try:
+                rendered.append(self._render_once(prepared.source, fmt))
+            except Exception as exc:
+                if may_retry and may_heal(exc):
+                    retry = retry or exc
+                else:
+                    failures.append(ExportFailure(source.pose_id, fmt.name, failure_message(exc)))
+        if retry is not None:
+            raise retry
+        return PoseExport(prepared.source, prepared.mask_created, tuple(rendered), tuple(failures))
+
+    def _render_once(self, source: ExportSource, fmt: ExportFormat) -> RenderedExport:
+        done = self._rendered.get((source.pose_id, fmt.name))
+        if done is None:
+            done = self._rendered[source.pose_id, fmt.name] = self.render(source, fmt)
+        return done
+
     def render(self, source: ExportSource, fmt: ExportFormat) -> RenderedExport:
         """Render, encode and store one format; the write is atomic, so a retry just rewrites."""
-        image, _ = render_image(self.decoded(source), fmt)
-        encoded = encode_export(image, fmt)
+        pose = self.decoded(source)
+        image, _ = render_image(pose, fmt)
+        # The stored file describes the decoded image only, never a render the same size as it.
+        stored_png = pose.stored_png if image is pose.image else None
+        encoded = encode_export(image, fmt, stored_png=stored_png)
         key = export_key(source.generation_id, source.pose_id, fmt, encoded.extension)
         self.storage.write_bytes(key, encoded.data, content_type=encoded.content_type)
         return RenderedExport(
@@ -150,20 +214,23 @@ class ExportRun:
             return True
 
     def _decode(self, source: ExportSource) -> DecodedPose:
-        image = self._load(source.image_key)
+        stored = self.storage.read_bytes(source.image_key)
+        image = open_image(stored)
+        stored_png = stored if stored.startswith(_PNG_SIGNATURE) else None
         if not self.storage.exists(source.mask_key):
             self._ensure_mask(source)
         mask = self._load(source.mask_key).convert("L")
         if mask.size != image.size:
             mask = mask.resize(image.size, Image.Resampling.LANCZOS)
         if source.background_key is None:
-            return DecodedPose(image, mask, subject_box(mask))
+            return DecodedPose(image, mask, subject_box(mask), stored_png=stored_png)
         original = image if source.original_key == source.image_key else None
         original = original or self._load(source.original_key)
         if original.size != mask.size:
             original = original.resize(mask.size, Image.Resampling.LANCZOS)
         background = self._load(source.background_key)
-        return DecodedPose(image, mask, subject_box(mask), cutout(original, mask), background)
+        subject = cutout(original, mask)
+        return DecodedPose(image, mask, subject_box(mask), subject, background, stored_png)
 
     def _load(self, key: str) -> Image.Image:
         return open_image(self.storage.read_bytes(key))

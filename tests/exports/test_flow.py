@@ -142,3 +142,34 @@ def test_a_transient_render_failure_is_retried(
     state = run_export(fixture.generation_id, ["tiktok"])
     assert state.is_completed(), state.message
     assert state.result()["failedPoseIds"] == [] and calls == ["tiktok", "tiktok"]
+
+
+def test_a_format_that_keeps_failing_costs_the_pose_only_that_format(
+    generation_of, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """One task per pose: a retry re-renders only the failing format, and once the attempts
+    are spent it is reported as that format's failure while the pose's other files are kept."""
+    from posegen.imaging.exporting import ExportRun
+
+    fixture = generation_of([small_subject_png()])
+    (pose_id,) = fixture.pose_ids
+    store_exact_mask(pose_id)
+    render, calls = ExportRun.render, []
+
+    def broken_tiktok(self: ExportRun, source: Any, fmt: Any) -> Any:
+        calls.append(fmt.name)
+        if fmt.name == "tiktok":
+            raise RuntimeError("a bug in one format")
+        return render(self, source, fmt)
+
+    monkeypatch.setattr(ExportRun, "render", broken_tiktok)
+    state = run_export(fixture.generation_id, ["tiktok", "original"])
+    assert state.is_completed(), state.message
+    assert state.result()["failedPoseIds"] == [str(pose_id)]
+    assert calls == ["tiktok", "original", "tiktok", "tiktok"]
+    assert sorted(load_pose(pose_id).export_formats) == ["original"]
+    rows = read_artifact(f"export-{fixture.generation_id}")
+    assert [(row["format"], row["status"]) for row in rows] == [
+        ("original", "exported"),
+        ("tiktok", "failed"),
+    ]

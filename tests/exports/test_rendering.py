@@ -205,3 +205,137 @@ def test_real_person_photo_in_every_format() -> None:
 def test_framing_prefers_a_crop_when_it_cuts_nothing() -> None:
     framing = plan_framing((1000, 1000), Box(400, 300, 600, 900), (1080, 1350))
     assert framing.covers and framing.cut_edges == {"left", "right"}
+
+
+def test_busy_backdrop_is_extended_with_a_blur_of_the_whole_frame() -> None:
+    """Only the strips the photo does not reach are painted, with exactly the pixels (±1 of
+    rounding) a blurred, cover-fitted copy of the photo resized to the whole frame has there."""
+    from PIL import ImageFilter
+
+    from posegen.imaging import reframe
+    from posegen.imaging.compositing import fit_cover
+
+    size, box = SUBJECTS["top-right"]
+    pose = synthetic_pose(size, box)
+    noise = np.random.default_rng(3).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    busy = Image.fromarray(noise)
+    busy.paste(pose.image.crop(box), box[:2])
+    fmt = FORMATS["instagram_story"]
+    image, framing = render_image(DecodedPose(busy, pose.mask, pose.subject), fmt)
+    assert framing is not None and not framing.covers
+
+    small = reframe._shrink(busy, reframe._BLUR_WORK_SIDE)
+    work = reframe._scaled_size(framing.frame, reframe._BLUR_WORK_SIDE)
+    blurred = fit_cover(small, work).filter(ImageFilter.GaussianBlur(reframe._BLUR_RADIUS))
+    expected = np.asarray(blurred.resize(framing.frame, Image.Resampling.BILINEAR)).astype(int)
+    placed = framing.image_box
+    outside = np.ones(expected.shape[:2], dtype=bool)
+    outside[max(0, round(placed.top)) : round(placed.bottom), max(0, round(placed.left)) :] = False
+    assert outside.sum() > 100_000
+    assert np.abs(np.asarray(image).astype(int)[outside] - expected[outside]).max() <= 1
+
+
+def _png_chunk_types(data: bytes) -> list[bytes]:
+    from posegen.imaging.encoding import _png_chunks
+
+    chunks = _png_chunks(data)
+    assert chunks is not None
+    return [kind for kind, _ in chunks]
+
+
+def _idat(data: bytes) -> bytes:
+    from posegen.imaging.encoding import _png_chunks
+
+    return b"".join(body for kind, body in _png_chunks(data) or [] if kind == b"IDAT")
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_original_reuses_the_stored_png_instead_of_compressing_again(mode: str) -> None:
+    """The pose's stored PNG holds exactly its pixels: `original` keeps its compressed data
+    (byte for byte) and only gains the sRGB profile, and the dpi when a format has one."""
+    from posegen.imaging.decoding import encode_png, open_image
+    from posegen.imaging.encoding import SRGB_ICC
+
+    pose = synthetic_pose((333, 211), (100, 20, 200, 190))
+    source = pose.image.convert(mode)
+    if mode == "RGBA":
+        source.putalpha(pose.mask.point(lambda v: max(v, 10)))
+    stored = encode_png(source)
+    image = open_image(stored)
+    at_300_dpi = ExportFormat(
+        "original_300", "Original", None, None, "source", Category.PRINT, FileType.PNG, dpi=300
+    )
+    for fmt in (FORMATS["original"], at_300_dpi):
+        encoded = encode_export(image, fmt, stored_png=stored)
+        assert _idat(encoded.data) == _idat(stored)
+        assert b"iCCP" in _png_chunk_types(encoded.data)
+        file = Image.open(io.BytesIO(encoded.data))
+        file.load()
+        assert file.mode == mode and np.array_equal(np.asarray(file), np.asarray(image))
+        assert file.info["icc_profile"] == SRGB_ICC
+        if fmt.dpi:
+            assert tuple(round(v) for v in file.info["dpi"]) == (300, 300)
+        else:
+            assert "dpi" not in file.info
+
+
+def _stored_variants() -> dict[str, tuple[bytes, bytes]]:
+    """(stored file, the file its image was decoded from) for PNGs whose data must not be
+    reused: metadata, a profile, a palette, grey, a transparency key, a cut-off file."""
+    from PIL import ImageCms, PngImagePlugin
+
+    base = synthetic_pose((120, 90), (40, 10, 80, 80)).image
+    variants: dict[str, tuple[bytes, bytes]] = {}
+
+    def save(image: Image.Image, **options: object) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", **options)
+        return buffer.getvalue()
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "from a camera")
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    for name, data in {
+        "text": save(base, pnginfo=text),
+        "foreign profile": save(base, icc_profile=lab),
+        "palette": save(base.convert("P")),
+        "grey": save(base.convert("L")),
+        "transparent colour": save(base, transparency=BACKDROP_RGB),
+    }.items():
+        variants[name] = (data, data)
+    whole = save(base)
+    variants["cut off"] = (whole[:-3], whole)
+    return variants
+
+
+@pytest.mark.parametrize("name", sorted(_stored_variants()))
+def test_a_stored_png_that_is_not_exactly_the_pixels_is_encoded_again(name: str) -> None:
+    from posegen.imaging.decoding import open_image
+    from posegen.imaging.encoding import SRGB_ICC
+
+    stored, decoded_from = _stored_variants()[name]
+    image = open_image(decoded_from)
+    encoded = encode_export(image, FORMATS["original"], stored_png=stored)
+    assert _png_chunk_types(encoded.data) == [b"IHDR", b"iCCP", b"IDAT", b"IEND"]
+    file = Image.open(io.BytesIO(encoded.data))
+    file.load()
+    assert np.array_equal(np.asarray(file), np.asarray(image))
+    assert file.info["icc_profile"] == SRGB_ICC and "Comment" not in file.info
+
+
+def test_an_interlaced_or_other_sized_png_is_not_reused() -> None:
+    import struct
+    import zlib
+
+    from posegen.imaging.decoding import encode_png, open_image
+    from posegen.imaging.encoding import _png_from_stored
+
+    image = synthetic_pose((120, 90), (40, 10, 80, 80)).image
+    stored = encode_png(image)
+    assert _png_from_stored(stored, open_image(stored), None) is not None
+    assert _png_from_stored(stored, image.crop((0, 0, 119, 90)), None) is None
+    ihdr = bytearray(stored[16:29])
+    ihdr[12] = 1  # Adam7
+    crc = struct.pack(">I", zlib.crc32(bytes(ihdr), zlib.crc32(b"IHDR")))
+    interlaced = stored[:16] + bytes(ihdr) + crc + stored[33:]
+    assert _png_from_stored(interlaced, image, None) is None

@@ -1,7 +1,8 @@
 """Background-change compute benchmark: posegen's pipeline versus plain rembg + Pillow.
 
     NUMBA_CACHE_DIR=.posegen/numba-cache REMBG_HOME=.posegen/models \\
-        .venv/bin/python bench/change_bench.py [--rounds 7] [--modes solid_color,upload]
+        .venv/bin/python bench/change_bench.py [--rounds 7] [--modes solid_color,upload] \\
+        [--model u2netp_int8] [--threads]
 
 One 1024x1536 photo of a person (scikit-image's astronaut, cropped to 2:3 and upscaled, with
 mild noise so PNG sizes behave like a photo's). Both sides run in this process, interleaved
@@ -10,13 +11,16 @@ ratio of medians, and a per-round ratio (median of round-by-round ratios).
 
 - rembg + Pillow (what a user would write): open the PNG, `rembg.remove(img, session=...)` with
   a session made by `rembg.new_session("u2netp")` (rembg's default options), composite it over
-  the new background with Pillow, save a PNG (Pillow's default level).
+  the new background with Pillow, save a PNG (Pillow's default level). Also timed: open the PNG
+  and `rembg.remove` alone (issue 7's target 1 compares with that).
 - posegen: `pipeline.remove_background` → `build_background` → `composite_pose` on a local
   `Storage` in a temp folder, the pose's mask deleted before each round so it segments every time
   (a first change; later changes of the same pose reuse the mask), the output written to storage.
 
 Also: each pipeline step alone, raw ONNX inference of both sessions, and the IoU of posegen's
-mask against rembg's own (`only_mask=True`), thresholded at 128.
+mask against rembg's own (`only_mask=True`), thresholded at 128. `--model` picks posegen's model
+(default: the `rembg_model` setting); rembg's side is always u2netp. `--threads` only times raw
+inference under each onnxruntime threading choice, of u2netp and of `--model` when it differs.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from posegen.config import get_settings, reset_settings
 from posegen.domain.background import BackgroundChange, PoseImages
 from posegen.imaging import pipeline
 from posegen.imaging.decoding import open_image
@@ -110,6 +115,14 @@ class RembgSide:
         result.save(buffer, format="PNG")
         return buffer.getvalue()
 
+    def cut_out(self, data: bytes) -> Image.Image:
+        """`rembg.remove` alone: the subject on transparency, nothing composited or encoded."""
+        from rembg import remove
+
+        subject = remove(Image.open(io.BytesIO(data)).convert("RGB"), session=self.session)
+        assert isinstance(subject, Image.Image)
+        return subject
+
     def mask(self, image: Image.Image) -> Image.Image:
         from rembg import remove
 
@@ -182,32 +195,42 @@ def inference(session: object, rounds: int) -> list[float]:
     return [timed(lambda: inner.run(None, {name: tensor})) for _ in range(rounds)]
 
 
-def thread_sweep(rounds: int) -> None:
-    """Raw inference under each onnxruntime threading choice, interleaved round by round."""
+def thread_sweep(rounds: int, models: tuple[str, ...]) -> None:
+    """Raw inference under each onnxruntime threading choice, interleaved round by round; each
+    model after the first also as a ratio to the first under the same choice."""
     import onnxruntime as ort
 
-    from posegen.imaging.model_files import model_path
+    from posegen.imaging.model_files import fetch_model
 
     tensor = np.random.default_rng(1).normal(0, 1, (1, 3, 320, 320)).astype(np.float32)
     sessions = {}
-    for threads in (1, 2):
-        for spinning in ("1", "0"):
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
-            session = ort.InferenceSession(
-                str(model_path("u2netp")), options, providers=["CPUExecutionProvider"]
-            )
-            name = session.get_inputs()[0].name
-            session.run(None, {name: tensor})
-            sessions[f"intra_op={threads} spinning={spinning}"] = (session, name)
-    times: dict[str, list[float]] = {label: [] for label in sessions}
+    for model in models:
+        for threads in (1, 2):
+            for spinning in ("1", "0"):
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+                session = ort.InferenceSession(
+                    str(fetch_model(model)), options, providers=["CPUExecutionProvider"]
+                )
+                name = session.get_inputs()[0].name
+                session.run(None, {name: tensor})
+                sessions[(model, f"intra_op={threads} spinning={spinning}")] = (session, name)
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in sessions}
     for _ in range(rounds):
-        for label, (session, name) in sessions.items():
-            times[label].append(timed(lambda s=session, n=name: s.run(None, {n: tensor})))
+        for key, (session, name) in sessions.items():
+            times[key].append(timed(lambda s=session, n=name: s.run(None, {n: tensor})))
     print("\nraw inference by onnxruntime threading (interleaved):")
-    for label, values in times.items():
-        print(f"   {label:<24}: {summary(values)}")
+    for (model, choice), values in times.items():
+        line = f"   {model:<12} {choice:<24}: {summary(values)}"
+        if model != models[0]:
+            base = times[(models[0], choice)]
+            per_round = [b / v for b, v in zip(base, values, strict=True)]
+            line += (
+                f"  {models[0]} / this {statistics.median(base) / statistics.median(values):.2f}x"
+                f" (per-round {statistics.median(per_round):.2f}x)"
+            )
+        print(line)
 
 
 def main() -> None:
@@ -215,10 +238,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--modes", default="solid_color,upload")
     parser.add_argument("--threads", action="store_true", help="only the threading sweep")
+    parser.add_argument("--model", help="posegen's model (rembg's side is always u2netp)")
     args = parser.parse_args()
     modes = [m for m in args.modes.split(",") if m]
+    if args.model:
+        os.environ["POSEGEN_REMBG_MODEL"] = args.model
+        reset_settings()
+    model = get_settings().rembg_model
     if args.threads:
-        thread_sweep(args.rounds)
+        thread_sweep(args.rounds, tuple(dict.fromkeys(("u2netp", model))))
         return
 
     photo = person_photo()
@@ -234,7 +262,7 @@ def main() -> None:
     print(f"rembg.new_session('u2netp') (import + load): {time.perf_counter() - start:.2f} s")
     start = time.perf_counter()
     get_session()
-    print(f"posegen get_session(): {time.perf_counter() - start:.2f} s")
+    print(f"posegen get_session() ({model}): {time.perf_counter() - start:.2f} s")
 
     with tempfile.TemporaryDirectory(prefix="posegen-bench-") as folder:
         ours = PosegenSide(Path(folder), data, photo.size, upload)
@@ -245,22 +273,29 @@ def main() -> None:
         for mode in modes:
             background = backdrop_photo(*photo.size) if mode == "upload" else None
             theirs: list[float] = []
+            remove_alone: list[float] = []
             total: list[float] = []
             steps: dict[str, list[float]] = {k: [] for k in pipeline_steps()}
             for _ in range(args.rounds):
                 theirs.append(timed(lambda b=background: rembg_side.change(data, b)))
+                remove_alone.append(timed(lambda: rembg_side.cut_out(data)))
                 before = {k: len(v) for k, v in steps.items()}
                 total.append(timed(lambda m=mode, s=steps: ours.change(m, s)))
                 assert all(len(v) == before[k] + 1 for k, v in steps.items())
             ratios = [t / o for t, o in zip(theirs, total, strict=True)]
             print(f"\n== {mode}: one change, {args.rounds} interleaved rounds")
             print(f"rembg.remove + Pillow composite + PNG : {summary(theirs)}")
-            print(f"posegen remove+build+composite (total): {summary(total)}")
+            print(f"rembg.remove alone (decode + remove)  : {summary(remove_alone)}")
+            print(f"posegen remove+build+composite (total): {summary(total)} ({model})")
             for name, values in steps.items():
                 print(f"   {name:<34}: {summary(values)}")
             print(
                 f"speed-up vs rembg: {statistics.median(theirs) / statistics.median(total):.2f}x "
                 f"(median of per-round ratios {statistics.median(ratios):.2f}x)"
+            )
+            print(
+                "speed-up vs rembg.remove alone: "
+                f"{statistics.median(remove_alone) / statistics.median(total):.2f}x"
             )
 
         original = open_image(data)
@@ -270,11 +305,19 @@ def main() -> None:
         mask_only_ours = [timed(lambda: segment(original)) for _ in range(args.rounds)]
         print(f"\nmask IoU posegen vs rembg only_mask (>=128): {iou(ours_mask, theirs_mask):.4f}")
         print(f"mask only: rembg.remove(only_mask) {summary(mask_only_rembg)}")
-        print(f"mask only: posegen segment()       {summary(mask_only_ours)}")
+        print(f"mask only: posegen segment()       {summary(mask_only_ours)} ({model})")
+        print(
+            "mask only, rembg / posegen: "
+            f"{statistics.median(mask_only_rembg) / statistics.median(mask_only_ours):.2f}x"
+        )
         theirs_run = inference(rembg_side.session, args.rounds)
         ours_run = inference(get_session(), args.rounds)
         print(f"raw 320x320 inference, rembg default session: {summary(theirs_run)}")
-        print(f"raw 320x320 inference, posegen session      : {summary(ours_run)}")
+        print(f"raw 320x320 inference, posegen session      : {summary(ours_run)} ({model})")
+        print(
+            "raw inference, rembg / posegen: "
+            f"{statistics.median(theirs_run) / statistics.median(ours_run):.2f}x"
+        )
     print(f"\nload average at end {os.getloadavg()[0]:.1f} (machine shared with other work)")
 
 

@@ -86,7 +86,9 @@ def models_fetch(
     name: Annotated[str | None, typer.Argument(help="rembg model name")] = None,
     model_option: Annotated[
         str | None,
-        typer.Option("--model", help="Same as NAME: u2netp, selfie or another rembg model."),
+        typer.Option(
+            "--model", help="Same as NAME: u2netp, u2netp_int8, selfie or another rembg model."
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Download even if present.")] = False,
 ) -> None:

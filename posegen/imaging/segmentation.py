@@ -162,7 +162,8 @@ def _new_session(name: str) -> BaseSession:
     except Exception as exc:
         raise ServiceUnavailable(
             f"Could not load the segmentation model {name!r} from {model_path(name)}: {exc}. "
-            "Run `posegen models fetch` (models other than u2netp and selfie download from GitHub)."
+            "Run `posegen models fetch` (models other than "
+            f"{', '.join(sorted(PROVISIONED_MODELS))} download from GitHub)."
         ) from exc
 
 

@@ -6,7 +6,7 @@ stretched to its input, as MediaPipe feeds it, and returns a person probability;
 that probability, not min-max stretched like u2netp's, so a photo without a person can come out
 empty where u2netp always finds some subject.
 
-Importing this module imports rembg; `register` makes `selfie` a name `rembg.new_session` knows.
+Importing this module imports rembg; `model_files.usable_models` registers `selfie` with rembg.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Final
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
-from rembg import sessions as rembg_sessions
 from rembg.sessions.base import BaseSession
 
 # The square input is 1:1, the landscape one 16:9; above this width/height ratio (their geometric
@@ -83,20 +82,6 @@ class SelfieSession(BaseSession):
     @classmethod
     def name(cls, *args, **kwargs) -> str:
         return "selfie"
-
-
-def register() -> None:
-    """Add `selfie` to rembg's session registry (idempotent), so `rembg.new_session("selfie")`
-    builds it and posegen's `usable_models()` lists it. Not among rembg's downloadable models:
-    `rembg d` cannot fetch it."""
-    name = SelfieSession.name()
-    if name in rembg_sessions.sessions:
-        return
-    rembg_sessions.sessions[name] = SelfieSession
-    # rembg's factory and CLI hold these very lists, so appending reaches them.
-    rembg_sessions.sessions_class.append(SelfieSession)
-    rembg_sessions.sessions_names.append(name)
-    rembg_sessions.sessions_names_no_credentials.append(name)
 
 
 def _input_size(session: ort.InferenceSession) -> tuple[int, int]:

@@ -99,9 +99,12 @@ def no_sessions_and_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     reset_settings()
 
 
-def test_missing_model_says_how_to_fetch_it(no_sessions_and_no_model: None) -> None:
-    with pytest.raises(ServiceUnavailable, match="run `posegen models fetch`"):
-        get_session("u2netp")
+@pytest.mark.parametrize("model", ["u2netp", "u2netp_int8"])
+def test_missing_model_says_how_to_fetch_it(no_sessions_and_no_model: None, model: str) -> None:
+    with pytest.raises(
+        ServiceUnavailable, match=f"run `posegen models fetch` with `--model {model}`"
+    ):
+        get_session(model)
 
 
 def test_unknown_model_is_refused_with_the_choices(no_sessions_and_no_model: None) -> None:

@@ -136,7 +136,7 @@ class WarmPool:
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=child_main,
-            args=(child, self.flow_path, self.warm_up),
+            args=(child, self.flow_path, self.warm_up, os.getpid()),
             name="posegen-warm",
             daemon=False,
         )
@@ -160,13 +160,19 @@ class WarmPool:
             while not (self._stopping.is_set() and not self._busy()):
                 if self._stopping.is_set() and self._grace_over():
                     break
-                woken = self._handle_messages(client, timeout=self._timeout(next_poll))
-                if not self._stopping.is_set() and (woken or time.monotonic() >= next_poll):
-                    self._claim_runs(client)
-                    next_poll = time.monotonic() + self.poll_seconds
-                if time.monotonic() >= next_cancel_check:
-                    self._check_cancellations(client)
-                    next_cancel_check = time.monotonic() + self.cancel_check_seconds
+                try:
+                    woken = self._handle_messages(client, timeout=self._timeout(next_poll))
+                    if not self._stopping.is_set() and (woken or time.monotonic() >= next_poll):
+                        self._claim_runs(client)
+                        next_poll = time.monotonic() + self.poll_seconds
+                    if time.monotonic() >= next_cancel_check:
+                        self._check_cancellations(client)
+                        next_cancel_check = time.monotonic() + self.cancel_check_seconds
+                except Exception:
+                    # This thread is the pool: if it ended, its processes would die with it
+                    # and nothing would claim runs. Log, breathe, go on.
+                    logger.exception("warm pool dispatcher error; continuing")
+                    time.sleep(1.0)
             self._shut_down(client)
 
     def _busy(self) -> bool:

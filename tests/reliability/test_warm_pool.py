@@ -16,7 +16,15 @@ from collections.abc import Callable
 import pytest
 from prefect.client.orchestration import get_client
 
-from tests.reliability.conftest import Owner, Runner, books, load_pose, wait_for_run
+from tests.reliability.conftest import (
+    Owner,
+    Runner,
+    books,
+    load_pose,
+    reconcile,
+    run_state,
+    wait_for_run,
+)
 from tests.reliability.test_faults import (
     AI_BODY,
     _submit_through_the_api,
@@ -90,3 +98,42 @@ def test_warm_process_killed_mid_change_is_crashed_refunded_once_and_replaced(
     )
     assert _process_of(next_run) != _process_of(run_id)  # a new warm process took over
     assert_charged_once(second)
+
+
+@pytest.mark.slow
+def test_a_busy_warm_process_dies_with_the_serving_process_and_its_run_is_refunded(
+    owner_of: Callable[..., Owner],
+    runner_of: Callable[..., Runner],
+    flux,  # noqa: F811
+) -> None:
+    """An orphaned warm process would keep its run and renew its concurrency slot forever."""
+    flux.scenario = "pending_then_ready"
+    flux.pending_polls = 1_000_000  # the change stays in FLUX polling
+    owner = owner_of()
+    runner = runner_of(POSEGEN_WARM_WORKERS="1")
+    runner.start()
+    run_id = _submit_through_the_api(owner, AI_BODY)
+    _wait_until_polling(flux, run_id, runner)
+    warm = _process_of(run_id)
+    assert runner.process is not None
+
+    runner.process.kill()  # the serving process alone, not its group
+    runner.process.wait(timeout=10)
+
+    deadline = time.monotonic() + 15
+    while _alive(warm) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(warm), "the busy warm process outlived its pool"
+    assert run_state(run_id) == "RUNNING"  # nobody left to say otherwise: the reconciler's case
+    refunded = [r for r in reconcile(running_timeout_minutes=0) if r["flowRunId"] == str(run_id)]
+    assert len(refunded) == 1
+    assert_refunded_once(owner)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -43,6 +43,28 @@ def _reset_caches() -> None:
     reset_storage()
 
 
+@pytest.fixture(autouse=True)
+def lapsed_slot_leases(prefect_api: str) -> Iterator[None]:
+    """After each test, forget concurrency slots that killed runs still hold.
+
+    A run killed inside its `posegen-background-change` slot (SIGKILL, cancellation) keeps the
+    slot until its lease lapses, up to 120 s later: the product's behaviour (docs/
+    ARCHITECTURE.md). These tests kill runs on purpose, on the session's shared Prefect server;
+    the next tests should not wait two minutes for those leases. (Expiring leases never push
+    the count below zero: the server clamps it.)
+    """
+    yield
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    from posegen.orchestration import BACKGROUND_CHANGE_LIMIT
+
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(
+            BACKGROUND_CHANGE_LIMIT, GlobalConcurrencyLimitUpdate(active_slots=0)
+        )
+
+
 @pytest.fixture
 def pg_s3_env(
     pg_url: str, s3_storage_url: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch

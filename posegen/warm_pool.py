@@ -89,6 +89,7 @@ class WarmPool:
         self._context = multiprocessing.get_context("spawn")
         self._stopping = threading.Event()
         self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
+        self._stop_deadline = float("inf")
         self._thread: threading.Thread | None = None
         self._events_thread: threading.Thread | None = None
 
@@ -116,6 +117,7 @@ class WarmPool:
         A run still going after the grace is terminated; its process marks it crashed, and the
         crash hook refunds it (as when a runner stops mid-run).
         """
+        self._stop_deadline = time.monotonic() + grace
         self._stopping.set()
         self._wake()
         if self._thread is not None:
@@ -179,8 +181,6 @@ class WarmPool:
         return any(worker.run is not None for worker in self._workers)
 
     def _grace_over(self) -> bool:
-        if not hasattr(self, "_stop_deadline"):
-            self._stop_deadline = time.monotonic() + _STOP_GRACE_SECONDS
         return time.monotonic() >= self._stop_deadline
 
     def _timeout(self, next_poll: float) -> float:

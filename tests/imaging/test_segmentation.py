@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -86,17 +83,6 @@ def test_transparent_pixels_stay_background(astronaut: Image.Image) -> None:
 
     assert np.asarray(mask)[:, 256:].max() == 0
     assert _mean(mask, (180, 60, 250, 160)) > 200
-
-
-@pytest.fixture
-def no_sessions_and_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A process that has loaded no session yet, on a machine where the model was not fetched."""
-    monkeypatch.setattr(segmentation, "_sessions", {})
-    monkeypatch.setenv("REMBG_HOME", str(tmp_path / "empty-rembg-home"))
-    reset_settings()
-    yield
-    monkeypatch.undo()
-    reset_settings()
 
 
 @pytest.mark.parametrize("model", ["u2netp", "u2netp_int8"])

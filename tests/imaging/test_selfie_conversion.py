@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
-from posegen.config import reset_settings
 from posegen.errors import PermanentError
 from posegen.imaging.convert_selfie import (
     INPUT_NAME,
@@ -119,16 +117,6 @@ def test_fetched_files_are_the_verified_sources_and_their_conversion(
 def test_a_file_that_is_not_tflite_is_refused() -> None:
     with pytest.raises(UnsupportedModel):
         convert(b"\x00" * 64)
-
-
-@pytest.fixture
-def empty_rembg_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = tmp_path / "rembg-home"
-    monkeypatch.setenv("REMBG_HOME", str(home))
-    reset_settings()
-    yield home
-    monkeypatch.undo()
-    reset_settings()
 
 
 def test_mediapipe_wheel_with_other_model_bytes_is_refused(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,9 +10,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from posegen.config import reset_settings
 from posegen.errors import ServiceUnavailable
-from posegen.imaging import segmentation
 from posegen.imaging.model_files import fetch_model, usable_models
 from posegen.imaging.segmentation import get_session, segment
 
@@ -170,16 +167,6 @@ def test_mask_is_the_size_of_any_image(selfie: SelfieSession) -> None:
         (mask,) = selfie.predict(image)
 
         assert (mask.mode, mask.size) == ("L", size)
-
-
-@pytest.fixture
-def no_sessions_and_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(segmentation, "_sessions", {})
-    monkeypatch.setenv("REMBG_HOME", str(tmp_path / "empty-rembg-home"))
-    reset_settings()
-    yield
-    monkeypatch.undo()
-    reset_settings()
 
 
 def test_missing_selfie_model_says_how_to_fetch_it(no_sessions_and_no_model: None) -> None:

@@ -100,6 +100,7 @@ class WarmPool:
         # Served deployments are paused when their runner stops; this pool serves it again.
         self.deployment.paused = False
         self.deployment_id = self.deployment.apply()
+        self._prepare_process_environment()
         for _ in range(self.size):
             self._spawn()
         self._thread = threading.Thread(target=self._dispatch, name="warm-pool", daemon=True)
@@ -129,12 +130,15 @@ class WarmPool:
 
     # -- processes ------------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
+    def _prepare_process_environment(self) -> None:
+        """What every process this pool starts inherits (spawned processes copy os.environ)."""
         _skip_tls_bundle_over_plain_http()
         # N processes each running onnxruntime with a thread per core oversubscribe the cores
         # N times when changes arrive together; share the cores out instead.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         os.environ.setdefault("POSEGEN_ONNX_THREADS", str(max(1, cores // self.size)))
+
+    def _spawn(self) -> None:
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=child_main,

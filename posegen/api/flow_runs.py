@@ -68,22 +68,20 @@ async def _submit(
     flow_name = name.split("/", 1)[0]
     try:
         client = await _client()
-        try:
-            run = await client.create_flow_run_from_deployment(
-                await _deployment_id(client, name),
-                parameters=parameters,
-                idempotency_key=idempotency_key,
-                tags=["posegen", flow_name],
-            )
-        except ObjectNotFound:
-            # The deployment was deleted and applied again (new id): look it up once more.
-            _deployment_ids.pop((client.api_url, name), None)
-            run = await client.create_flow_run_from_deployment(
-                await _deployment_id(client, name),
-                parameters=parameters,
-                idempotency_key=idempotency_key,
-                tags=["posegen", flow_name],
-            )
+        for attempt in range(2):
+            try:
+                run = await client.create_flow_run_from_deployment(
+                    await _deployment_id(client, name),
+                    parameters=parameters,
+                    idempotency_key=idempotency_key,
+                    tags=["posegen", flow_name],
+                )
+                break
+            except ObjectNotFound:
+                # The deployment was deleted and applied again (new id): look it up once more.
+                _deployment_ids.pop((client.api_url, name), None)
+                if attempt:
+                    raise
     except Exception as exc:
         raise ServiceUnavailable(unavailable, reason=type(exc).__name__) from exc
     count_flow_run_submitted(flow_name)

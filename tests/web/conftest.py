@@ -28,8 +28,25 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from posegen.storage import Storage
 from posegen.web.vendor import AXE_CORE, fetch, vendored_path
+from tests.api.conftest import (
+    account,
+    client,
+    db_url,
+    generated,
+    new_account,
+    new_generation,
+)
 from tests.conftest import ROOT, make_user
 from tests.fake_bfl import FakeBFLServer
+
+__all__ = [
+    "account",
+    "client",
+    "db_url",
+    "generated",
+    "new_account",
+    "new_generation",
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -233,6 +250,7 @@ def screenshot(page: Page, name: str) -> None:
     """The page at desktop and phone size, full length, into docs/screenshots/."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     size = page.viewport_size
+    page.evaluate("() => window.scrollTo(0, 0)")  # the sticky header where a visitor sees it
     for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         page.set_viewport_size(viewport)
         page.wait_for_timeout(150)

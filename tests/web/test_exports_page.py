@@ -74,7 +74,7 @@ def test_export_three_formats_download_the_zip_and_regenerate_one(
     page.get_by_label("Width").fill("1200")
     page.get_by_label("Height").fill("628")
     page.get_by_role("button", name="Add size").click()
-    expect(summary).to_have_text("3 formats × 2 poses = 6 files")
+    expect(summary).to_have_text("3 formats × 2 poses = 6 files")  # noqa: RUF001
     page.get_by_role("button", name="Export", exact=True).click()
     wait_for_export(page)
 

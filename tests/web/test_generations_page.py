@@ -6,12 +6,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import expect
+from playwright.sync_api import Browser, expect
 from sqlalchemy import select
 
 from posegen.db.models import Generation, Pose
 from posegen.db.session import session_scope
 from tests.web.conftest import (
+    DESKTOP,
     Seller,
     WebStack,
     check_accessibility,
@@ -106,3 +107,54 @@ def test_the_generation_list_is_newest_first_and_paginated(
     assert cards.last.get_attribute("href") == f"/app/generations/{ids[0]}"
     with session_scope(web_stack.db_url) as session:
         assert session.scalar(select(Pose).where(Pose.generation_id.in_(ids))) is None
+
+
+def test_photos_dropped_on_the_zone_upload_like_chosen_ones(
+    new_seller: Callable[..., Seller], web_stack: WebStack
+) -> None:
+    seller = new_seller()
+    page = seller.page
+
+    # A real drop event carrying two files the page made itself (canvas → PNG → File).
+    page.evaluate(
+        """async () => {
+          const files = [];
+          for (const [name, colour] of [["red.png", "#c00"], ["blue.png", "#00c"]]) {
+            const canvas = document.createElement("canvas");
+            canvas.width = 320; canvas.height = 480;
+            const ctx = canvas.getContext("2d");
+            ctx.fillStyle = colour; ctx.fillRect(0, 0, 320, 480);
+            const blob = await new Promise((done) => canvas.toBlob(done, "image/png"));
+            files.push(new File([blob], name, { type: "image/png" }));
+          }
+          const transfer = new DataTransfer();
+          for (const file of files) transfer.items.add(file);
+          const zone = document.querySelector("[data-dropzone]");
+          zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true }));
+          zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true }));
+        }"""
+    )
+
+    expect(page.locator("[data-upload-done]")).to_contain_text("2 of 2 photos added.")
+    expect(page.locator(".generation-card")).to_have_count(1)
+    [generation] = _generations(web_stack, seller.id)
+    assert sorted((pose.width, pose.height) for pose in generation.poses) == [(320, 480)] * 2
+
+
+def test_the_sign_in_and_not_found_pages_are_accessible(
+    new_seller: Callable[..., Seller], web_stack: WebStack, browser: Browser, axe_script: Path
+) -> None:
+    visitor = browser.new_context(base_url=web_stack.base_url, viewport=DESKTOP)
+    page = visitor.new_page()
+    answer = page.goto("/app")
+    assert answer is not None and answer.status == 401
+    expect(page.get_by_role("heading", name="Sign in to posegen")).to_be_visible()
+    check_accessibility(page, axe_script)
+    screenshot(page, "sign-in")
+    visitor.close()
+
+    seller = new_seller()
+    answer = seller.page.goto(f"/app/poses/{uuid.uuid4()}")
+    assert answer is not None and answer.status == 404
+    expect(seller.page.get_by_role("alert")).to_have_text("Pose not found")
+    check_accessibility(seller.page, axe_script)

@@ -498,6 +498,12 @@ function setUpChanger(root) {
   range.addEventListener("input", slide);
   slide();
 
+  // Frames take the photo's own shape, so nothing is letterboxed.
+  const [width, height] = pageData.size;
+  for (const frame of $$(".thumb-tall, [data-ba-frame]", root)) {
+    frame.style.aspectRatio = `${width} / ${height}`;
+  }
+
   document.addEventListener("posegen:balance", showCost);
   showPanels();
   count();
@@ -680,15 +686,20 @@ function setUpExports(selector) {
       const row = document.createElement("div");
       row.className = "download-pose";
       row.dataset.downloadPose = pose.id;
+      const head = document.createElement("div");
+      head.className = "download-pose-head";
       const img = document.createElement("img");
       img.src = pose.imageUrl;
-      img.alt = `Pose ${index}`;
+      img.alt = "";
+      const caption = document.createElement("span");
+      caption.textContent = `Pose ${index}`;
+      head.append(img, caption);
       const chips = document.createElement("div");
       chips.className = "download-files";
       for (const [name, url] of files.sort(([a], [b]) => a.localeCompare(b))) {
         chips.append(fileChip(pose, index, name, url));
       }
-      row.append(img, chips);
+      row.append(head, chips);
       table.append(row);
     }
     if (!any) {
@@ -703,7 +714,10 @@ function setUpExports(selector) {
     const chip = document.createElement("span");
     chip.className = "file-chip";
     chip.dataset.file = name;
-    chip.append(document.createTextNode(label(name)));
+    const title = document.createElement("span");
+    title.className = "file-name";
+    title.textContent = label(name);
+    chip.append(title);
     const preview = document.createElement("button");
     preview.type = "button";
     preview.className = "btn btn-ghost";

@@ -330,6 +330,7 @@ function setUpChanger(root) {
     working.hidden = !on;
     $("[data-working-text]", root).textContent = text;
     submit.setAttribute("aria-busy", on ? "true" : "false");
+    submit.firstElementChild.textContent = on ? "Changing background…" : "Change background";
     status.textContent = on ? "Processing" : status.textContent;
     if (on) status.className = "badge badge-processing";
     showCost();

@@ -22,6 +22,7 @@ from posegen.imaging.exporting import PoseExport, failure_message, finish_run
 from tasks.export import (
     build_zip,
     emit_export_event,
+    emit_export_progress,
     export_pose,
     plan_export,
     publish_export_artifact,
@@ -52,13 +53,14 @@ def multi_format_export(generation_id: uuid.UUID, request: ExportRequest) -> dic
     failures: list[ExportFailure] = []
     try:
         poses = export_pose.map(unmapped(token), list(plan.pose_ids), unmapped(list(plan.formats)))
-        for pose_id, future in zip(plan.pose_ids, poses, strict=True):
+        for done, (pose_id, future) in enumerate(zip(plan.pose_ids, poses, strict=True), 1):
             result, error = _outcome(future)
             if isinstance(result, PoseExport):
                 exported.extend(result.rendered)
                 failures.extend(result.failures)
             else:
                 failures.append(ExportFailure(pose_id, None, error or "Unknown error"))
+            emit_export_progress(plan, pose_id, done, run_id)
     finally:
         finish_run(token)
     record_exports(exported)

@@ -71,6 +71,8 @@ def pose_request_resource(request_id: object) -> dict[str, str]:
 
 EVENT_EXPORT_COMPLETED = "posegen.export.completed"
 EVENT_EXPORT_FAILED = "posegen.export.failed"
+# One per pose as the run finishes it, so a page can show how far an export has come.
+EVENT_EXPORT_PROGRESS = "posegen.export.progress"
 
 
 def generation_resource(generation_id: object) -> dict[str, str]:

@@ -30,6 +30,7 @@ from posegen.imaging import exporting
 from posegen.orchestration import (
     EVENT_EXPORT_COMPLETED,
     EVENT_EXPORT_FAILED,
+    EVENT_EXPORT_PROGRESS,
     generation_resource,
     user_related,
 )
@@ -105,6 +106,24 @@ def publish_export_artifact(summary: ExportSummary) -> None:
             f"Multi-format export of generation `{summary.generation_id}`: "
             f"{len(summary.exported)} files, ZIP `{summary.zip_key}`; failed poses: {failed}."
         ),
+    )
+
+
+def emit_export_progress(
+    plan: ExportPlan, pose_id: uuid.UUID, poses_done: int, flow_run_id: str | None
+) -> None:
+    """Not a task: a progress note is not worth a task run's orchestration per pose."""
+    emit_event(
+        event=EVENT_EXPORT_PROGRESS,
+        resource=generation_resource(plan.generation_id),
+        related=[user_related(plan.user_id)],
+        payload={
+            "generationId": str(plan.generation_id),
+            "poseId": str(pose_id),
+            "posesDone": poses_done,
+            "posesTotal": len(plan.pose_ids),
+            "flowRunId": flow_run_id,
+        },
     )
 
 

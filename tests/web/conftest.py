@@ -184,7 +184,9 @@ def axe_script() -> Path:
     return path if path.exists() else fetch(AXE_CORE, directory)
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running in this thread while it is
+# open, and Prefect's sync calls in later tests would then hand back coroutines.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail("Debian's Chromium is missing: `make browser` installs it")

@@ -77,6 +77,8 @@ def test_export_three_formats_download_the_zip_and_regenerate_one(
     expect(summary).to_have_text("3 formats × 2 poses = 6 files")  # noqa: RUF001
     page.get_by_role("button", name="Export", exact=True).click()
     wait_for_export(page)
+    # Progress came from the event stream too: one note per pose as the run finished it.
+    expect(page.locator("[data-export-selector]")).to_have_attribute("data-poses-rendered", "2/2")
 
     chips = page.locator("[data-download-table] .file-chip")
     expect(chips).to_have_count(6)

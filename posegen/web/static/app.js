@@ -127,6 +127,7 @@ function startLiveEvents() {
   const names = [
     "background-change.completed",
     "background-change.failed",
+    "export.progress",
     "export.completed",
     "export.failed",
     "pose-request.status-changed",
@@ -522,6 +523,7 @@ function setUpExports(selector) {
   const summary = $("[data-export-summary]", selector);
   const progress = $("[data-export-progress]", selector);
   const progressText = $("[data-export-progress-text]", selector);
+  const progressBar = $("[role=progressbar]", progress);
   const exportMessage = $("[data-export-message]", selector);
   const customList = $("[data-custom-list]", selector);
   const customForm = $("[data-custom-form]", selector);
@@ -628,6 +630,9 @@ function setUpExports(selector) {
       });
       pendingRun = accepted.flowRunId;
       progress.hidden = false;
+      progressBar.classList.add("indeterminate");
+      progressBar.removeAttribute("aria-valuenow");
+      progressBar.firstElementChild.style.width = "";
       const files = accepted.formats.length * accepted.poseIds.length;
       progressText.textContent = `Rendering ${files} file${files === 1 ? "" : "s"}… you can keep working; they appear below when ready.`;
     } catch (error) {
@@ -662,6 +667,15 @@ function setUpExports(selector) {
     toast(failed ? "Export finished with errors." : "Export ready.", failed ? "error" : "info");
   }
 
+  onLive("export.progress", (payload) => {
+    if (payload.generationId !== generation.id || payload.flowRunId !== pendingRun) return;
+    const percent = Math.round((payload.posesDone / payload.posesTotal) * 100);
+    progressBar.classList.remove("indeterminate");
+    progressBar.setAttribute("aria-valuenow", String(percent));
+    progressBar.firstElementChild.style.width = `${percent}%`;
+    progressText.textContent = `${payload.posesDone} of ${payload.posesTotal} poses rendered…`;
+    selector.dataset.posesRendered = `${payload.posesDone}/${payload.posesTotal}`;
+  });
   onLive("export.completed", (payload) => finishExport(payload, false));
   onLive("export.failed", (payload) => finishExport(payload, true));
 

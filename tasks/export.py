@@ -9,7 +9,6 @@ from typing import Any, Final
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import TaskRun
-from prefect.events import emit_event
 from prefect.runtime import task_run as current_task_run
 from prefect.states import State
 from prefect.tasks import Task, exponential_backoff
@@ -26,13 +25,8 @@ from posegen.domain.exports import (
     resolve_format,
 )
 from posegen.domain.poses import get_pose
+from posegen.events import emit_export_finished
 from posegen.imaging import exporting
-from posegen.orchestration import (
-    EVENT_EXPORT_COMPLETED,
-    EVENT_EXPORT_FAILED,
-    generation_resource,
-    user_related,
-)
 from posegen.storage import get_storage
 
 
@@ -111,20 +105,12 @@ def publish_export_artifact(summary: ExportSummary) -> None:
 @task(name="emit-export-event")
 def emit_export_event(summary: ExportSummary, flow_run_id: uuid.UUID | None) -> None:
     """`completed` when every pose exported; `failed` (naming the poses) when any did not."""
-    storage = get_storage()
-    related = [user_related(summary.user_id)]
-    if flow_run_id is not None:
-        related.append(
-            {
-                "prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
-                "prefect.resource.role": "flow-run",
-            }
-        )
-    emit_event(
-        event=EVENT_EXPORT_FAILED if summary.failures else EVENT_EXPORT_COMPLETED,
-        resource=generation_resource(summary.generation_id),
-        related=related,
-        payload=summary.payload(storage.client_url),
+    emit_export_finished(
+        generation_id=summary.generation_id,
+        user_id=summary.user_id,
+        failed=bool(summary.failures),
+        payload=summary.payload(get_storage().client_url),
+        flow_run_id=flow_run_id,
     )
 
 

@@ -51,7 +51,8 @@ _HOME = isolated_home("posegen-e2e-bench-")
 
 import httpx  # noqa: E402
 
-BASE = "/api/apps/pose-generator"
+from posegen.api.paths import BASE_PATH as BASE  # noqa: E402
+
 TASK_ORDER = (
     "charge-credits",
     "load-original",
@@ -136,7 +137,7 @@ class CompletionEvents:
         from prefect.events.filters import EventFilter, EventNameFilter
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        from posegen.orchestration import EVENT_BACKGROUND_COMPLETED
+        from posegen.events import EVENT_BACKGROUND_COMPLETED
 
         async def listen() -> None:
             event_filter = EventFilter(event=EventNameFilter(name=[EVENT_BACKGROUND_COMPLETED]))

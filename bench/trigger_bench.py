@@ -37,7 +37,7 @@ os.environ["POSEGEN_DEPLOYMENT_BACKGROUND_CHANGE"] = "background-change/trigger-
 
 import httpx  # noqa: E402
 
-BASE = "/api/apps/pose-generator"
+from posegen.api.paths import BASE_PATH as BASE  # noqa: E402
 
 
 def tiny_png() -> bytes:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from rich.console import Console
 
+from posegen.api.paths import BASE_PATH
 from posegen.config import Settings, get_settings, reset_settings
 
 if TYPE_CHECKING:
@@ -34,9 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["process_tree", "run_stack", "stack_environment", "still_running"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# The base path of the API (DESIGN.md contract). Not imported from posegen.api.app: importing
-# that module builds the whole FastAPI app, which this process never serves.
-API_BASE = "/api/apps/pose-generator"
 PREFECT_HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 90.0
 STOP_GRACE = 10.0
@@ -215,7 +213,7 @@ def _start(settings: Settings, env: dict[str, str], children: list[_Child]) -> D
     runner_started = datetime.now(UTC)
     runner = spawn("runner", "deployments.serve")
     console.print("Prefect server up; starting the runner")
-    api_health = f"http://{_client_host(settings.api_host)}:{settings.api_port}{API_BASE}/health"
+    api_health = f"http://{_client_host(settings.api_host)}:{settings.api_port}{BASE_PATH}/health"
     _wait_until(lambda: _answers(api_health), "the API", api, children)
     from prefect.utilities.asyncutils import run_coro_as_sync
 
@@ -534,7 +532,7 @@ def _print_usage(settings: Settings, demo: DemoData) -> None:
     from posegen.demo import DEMO_ADMIN_EMAIL, DEMO_COLOR, DEMO_USER_EMAIL
 
     api = settings.public_url
-    pose_url = f"{api}{API_BASE}/poses/{demo.pose_id}"
+    pose_url = f"{api}{BASE_PATH}/poses/{demo.pose_id}"
     auth = f'-H "Authorization: Bearer {demo.user_token}"'
     body = f'{{"backgroundMode":"solid_color","backgroundColor":"{DEMO_COLOR}"}}'
     rows = [
@@ -561,15 +559,15 @@ def _print_usage(settings: Settings, demo: DemoData) -> None:
         f"  {auth}",
         "",
         "Export the demo generation to Instagram story and Shopee sizes (a ZIP when done):",
-        f"curl -sS -X POST {api}{API_BASE}/generations/{demo.generation_id}/exports \\",
+        f"curl -sS -X POST {api}{BASE_PATH}/generations/{demo.generation_id}/exports \\",
         f"  {auth} \\",
         '  -H "Content-Type: application/json" \\',
         """  -d '{"formats":["instagram_story","shopee_product"]}'""",
-        f"curl -sS {api}{API_BASE}/generations/{demo.generation_id}/results \\",
+        f"curl -sS {api}{BASE_PATH}/generations/{demo.generation_id}/results \\",
         f"  {auth}",
         "",
         "Ask the community for a new pose (admins approve it at /admin/pose-requests):",
-        f"curl -sS -X POST {api}{API_BASE}/requests \\",
+        f"curl -sS -X POST {api}{BASE_PATH}/requests \\",
         f"  {auth} \\",
         '  -H "Content-Type: application/json" \\',
         """  -d '{"poseName":"Hands on hips, looking left","description":"For outfit shots"}'""",

@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from posegen.api.errors import install_error_handlers
 from posegen.api.metrics import RequestMetricsMiddleware
 from posegen.api.metrics import router as metrics_router
+from posegen.api.paths import BASE_PATH
 from posegen.api.routes import (
     admin_requests,
     events,
@@ -25,8 +26,6 @@ from posegen.api.routes import (
     uploads,
 )
 from posegen.logging import RequestIdMiddleware, configure_logging
-
-BASE_PATH = "/api/apps/pose-generator"
 
 
 def create_app() -> FastAPI:

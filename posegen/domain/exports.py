@@ -15,13 +15,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from posegen.db.models import ExportSettings, Generation, Pose, PoseStatus
 from posegen.domain.background import pose_images
+from posegen.domain.bodies import CamelBody
 from posegen.errors import NotFound, ValidationFailed
 from posegen.storage import Storage
 
@@ -204,12 +204,6 @@ def parse_format_list(value: str) -> tuple[ExportFormat, ...]:
     return resolve_formats(part for part in value.split(",") if part.strip())
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
-
-
 def _format_names(value: list[str]) -> list[str]:
     try:
         return [fmt.name for fmt in resolve_formats(value)]
@@ -217,7 +211,7 @@ def _format_names(value: list[str]) -> list[str]:
         raise ValueError(exc.message) from None
 
 
-class ExportRequest(_Body):
+class ExportRequest(CamelBody):
     """Body of POST /generations/{id}/exports and the `multi-format-export` flow's parameter."""
 
     formats: list[str] = Field(min_length=1, max_length=MAX_FORMATS_PER_REQUEST)
@@ -233,7 +227,7 @@ class ExportRequest(_Body):
         return resolve_formats(self.formats)
 
 
-class RegenerateExport(_Body):
+class RegenerateExport(CamelBody):
     """Body of POST /poses/{id}/regenerate-export."""
 
     format: str
@@ -244,7 +238,7 @@ class RegenerateExport(_Body):
         return _format_names([value])[0]
 
 
-class ExportFormatsSetting(_Body):
+class ExportFormatsSetting(CamelBody):
     """Body of PUT /settings/export-formats: the formats the nightly export renders for a user.
     An empty list turns the nightly export off for that user."""
 

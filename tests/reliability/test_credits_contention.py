@@ -20,7 +20,8 @@ from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 from prefect.states import Cancelled
 
-from posegen.api.app import BASE_PATH, create_app
+from posegen.api.app import create_app
+from posegen.api.paths import BASE_PATH
 from posegen.auth import create_token
 from tests.reliability.conftest import Owner, assert_invariant, load_pose, reconcile, run_state
 from tests.sse import serve_api

@@ -21,7 +21,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from posegen.api.app import BASE_PATH, create_app
+from posegen.api.app import create_app
+from posegen.api.paths import BASE_PATH
 from posegen.auth import create_token
 from posegen.db.models import CreditTransaction, User
 from posegen.db.session import session_scope

@@ -19,7 +19,7 @@ from posegen.api.deps import CurrentUser, SessionDep, StorageDep, parse_id
 from posegen.api.flow_runs import submit_export
 from posegen.api.rate_limit import RESPONSES as RATE_LIMITED
 from posegen.api.rate_limit import Bucket, per_user
-from posegen.api.schemas import _Response
+from posegen.api.schemas import CamelResponse
 from posegen.db.models import User
 from posegen.domain import exports as domain
 from posegen.domain.exports import (
@@ -49,14 +49,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class SafeAreaOut(_Response):
+class SafeAreaOut(CamelResponse):
     top: int
     right: int
     bottom: int
     left: int
 
 
-class ExportFormatOut(_Response):
+class ExportFormatOut(CamelResponse):
     name: str
     display_name: str
     width: int | None
@@ -86,19 +86,19 @@ class ExportFormatOut(_Response):
         )
 
 
-class CustomSize(_Response):
+class CustomSize(CamelResponse):
     syntax: str
     min_side: int
     max_side: int
 
 
-class ExportCatalog(_Response):
+class ExportCatalog(CamelResponse):
     formats: list[ExportFormatOut]
     categories: list[str]
     custom: CustomSize
 
 
-class ExportAccepted(_Response):
+class ExportAccepted(CamelResponse):
     generation_id: uuid.UUID
     flow_run_id: uuid.UUID
     formats: list[str]
@@ -106,19 +106,19 @@ class ExportAccepted(_Response):
     zip_url: str
 
 
-class GenerationResults(_Response):
+class GenerationResults(CamelResponse):
     generation_id: uuid.UUID
     zip_url: str | None
-    poses: list[schemas.Pose]
+    poses: list[schemas.PoseOut]
 
 
-class ExportRegenerated(_Response):
+class ExportRegenerated(CamelResponse):
     pose_id: uuid.UUID
     format: str
     export_url: str
 
 
-class ExportFormatsOut(_Response):
+class ExportFormatsOut(CamelResponse):
     formats: list[str]
 
 
@@ -187,7 +187,7 @@ def read_results(
     return GenerationResults(
         generation_id=generation.id,
         zip_url=storage.client_url(key) if storage.exists(key) else None,
-        poses=[schemas.Pose.of(pose, storage) for pose in generation.poses],
+        poses=[schemas.PoseOut.of(pose, storage) for pose in generation.poses],
     )
 
 

@@ -13,9 +13,9 @@ router = APIRouter(tags=["generations"])
 _NOT_FOUND = "Generation not found"
 
 
-@router.get("/generations/{generation_id}", response_model=schemas.Generation)
+@router.get("/generations/{generation_id}", response_model=schemas.GenerationOut)
 def read_generation(
     generation_id: str, user: CurrentUser, session: SessionDep, storage: StorageDep
-) -> schemas.Generation:
+) -> schemas.GenerationOut:
     generation = get_owned_generation(session, user.id, parse_id(generation_id, _NOT_FOUND))
-    return schemas.Generation.of(generation, storage)
+    return schemas.GenerationOut.of(generation, storage)

@@ -157,7 +157,7 @@ def main() -> None:
     with prefect_api(args.db) as api_url:
         print(f"Prefect at {api_url}, posegen and Prefect on {args.db}")
         upgrade(os.environ["POSEGEN_DATABASE_URL"])
-        from deployments.serve import build_deployments
+        from deployments.definitions import build_deployments
         from posegen.config import reset_settings
         from posegen.orchestration import ensure_limits_sync
 

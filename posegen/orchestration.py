@@ -43,7 +43,6 @@ def ensure_limits_sync() -> None:
 
 ZOMBIE_AUTOMATION = "posegen: crash flow runs that stopped sending heartbeats"
 RECONCILE_AUTOMATION = "posegen: reconcile refunds when a background change ends badly"
-RECONCILER_DEPLOYMENT = "refund-reconciler/refund-reconciler"
 
 
 def posegen_automations(reconciler_deployment_id: object) -> list[Any]:
@@ -113,7 +112,9 @@ async def ensure_automations() -> list[str]:
     """Create the automations that are missing (by name); returns the names now in place."""
 
     async with get_client() as client:
-        reconciler = await client.read_deployment_by_name(RECONCILER_DEPLOYMENT)
+        reconciler = await client.read_deployment_by_name(
+            get_settings().deployment_refund_reconciler
+        )
         existing = {a.name for a in await client.read_automations()}
     names = []
     for automation in posegen_automations(reconciler.id):

@@ -217,10 +217,13 @@ def _start(settings: Settings, env: dict[str, str], children: list[_Child]) -> D
     _wait_until(lambda: _answers(api_health), "the API", api, children)
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    from posegen.orchestration import RECONCILER_DEPLOYMENT, ensure_automations
+    from posegen.orchestration import ensure_automations
 
     # The automations point at the reconciler's deployment: wait for it as well.
-    for deployment in (settings.deployment_background_change, RECONCILER_DEPLOYMENT):
+    for deployment in (
+        settings.deployment_background_change,
+        settings.deployment_refund_reconciler,
+    ):
         _wait_until(
             lambda name=deployment: _deployment_served(prefect_url, name, since=runner_started),
             f"the deployment {deployment}",

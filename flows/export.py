@@ -16,7 +16,8 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from posegen.config import get_settings
-from posegen.domain.exports import ExportFailure, ExportRequest, ExportSummary, RenderedExport
+from posegen.domain.export_requests import ExportRequest
+from posegen.domain.exports import ExportFailure, ExportSummary, RenderedExport
 from posegen.errors import PermanentError
 from posegen.imaging.exporting import PoseExport, failure_message, finish_run
 from tasks.export import (

@@ -15,15 +15,12 @@ from prefect.tasks import Task, exponential_backoff
 
 from posegen.config import get_settings
 from posegen.db.session import session_scope
-from posegen.domain import exports as domain
-from posegen.domain.exports import (
-    ExportPlan,
-    ExportRequest,
-    ExportSummary,
-    NightlyBatch,
-    RenderedExport,
-    resolve_format,
-)
+from posegen.domain import export_records as records
+from posegen.domain import nightly_exports as nightly
+from posegen.domain.export_records import ExportPlan
+from posegen.domain.export_requests import ExportRequest
+from posegen.domain.exports import ExportSummary, RenderedExport, resolve_format
+from posegen.domain.nightly_exports import NightlyBatch
 from posegen.domain.poses import get_pose
 from posegen.events import emit_export_finished
 from posegen.imaging import exporting
@@ -49,7 +46,7 @@ _RETRYING: dict[str, Any] = {
 @task(name="plan-export", **_RETRYING)
 def plan_export(generation_id: uuid.UUID, request: ExportRequest) -> ExportPlan:
     with session_scope() as session:
-        return domain.plan_export(session, generation_id, request)
+        return records.plan_export(session, generation_id, request)
 
 
 @task(name="export-pose", **_RETRYING)
@@ -62,7 +59,7 @@ def export_pose(run_token: str, pose_id: uuid.UUID, formats: list[str]) -> expor
     an error as that format's failure, so one bad format never costs the pose its other files.
     """
     with session_scope() as session:
-        source = domain.export_source(session, get_pose(session, pose_id))
+        source = records.export_source(session, get_pose(session, pose_id))
     exported = exporting.run_for(run_token, get_storage()).export_pose(
         source,
         [resolve_format(name) for name in formats],
@@ -70,7 +67,7 @@ def export_pose(run_token: str, pose_id: uuid.UUID, formats: list[str]) -> expor
     )
     if exported.mask_created or not source.mask_recorded:
         with session_scope() as session:
-            domain.record_mask(session, pose_id, exported.source.mask_key)
+            records.record_mask(session, pose_id, exported.source.mask_key)
     return exported
 
 
@@ -78,14 +75,14 @@ def export_pose(run_token: str, pose_id: uuid.UUID, formats: list[str]) -> expor
 def record_exports(rendered: list[RenderedExport]) -> None:
     """One writer per run: parallel renders never race on a pose's exportFormats."""
     with session_scope() as session:
-        domain.record_rendered(session, get_storage(), rendered)
+        records.record_rendered(session, get_storage(), rendered)
 
 
 @task(name="build-zip", **_RETRYING)
 def build_zip(generation_id: uuid.UUID) -> str | None:
     """Every export the generation has, one folder per pose; None when there is nothing yet."""
     with session_scope() as session:
-        entries = domain.generation_zip_entries(session, generation_id)
+        entries = records.generation_zip_entries(session, generation_id)
     return exporting.store_generation_zip(get_storage(), generation_id, entries)
 
 
@@ -120,7 +117,7 @@ def emit_export_event(summary: ExportSummary, flow_run_id: uuid.UUID | None) -> 
 @task(name="find-changed-poses", **_RETRYING)
 def find_changed_poses(since: datetime, until: datetime) -> list[NightlyBatch]:
     with session_scope() as session:
-        return domain.changed_since(session, since, until)
+        return nightly.changed_since(session, since, until)
 
 
 @task(name="publish-nightly-summary")

@@ -9,13 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posegen.domain.exports import (
-    FORMATS,
-    Category,
-    ExportFormat,
-    FileType,
-    resolve_format,
-)
+from posegen.domain.exports import FORMATS, Category, ExportFormat, FileType, resolve_format
 from posegen.imaging.encoding import encode_export
 from posegen.imaging.exporting import DecodedPose, render_image
 from posegen.imaging.reframe import Box, Framing, plan_framing, safe_box, subject_box

@@ -21,17 +21,10 @@ from posegen.api.rate_limit import RESPONSES as RATE_LIMITED
 from posegen.api.rate_limit import Bucket, per_user
 from posegen.api.schemas import CamelResponse
 from posegen.db.models import User
-from posegen.domain import exports as domain
-from posegen.domain.exports import (
-    CUSTOM_MAX_SIDE,
-    CUSTOM_MIN_SIDE,
-    FORMATS,
-    Category,
-    ExportFormat,
-    ExportFormatsSetting,
-    ExportRequest,
-    RegenerateExport,
-)
+from posegen.domain import export_records as records
+from posegen.domain import exports as catalog
+from posegen.domain.export_requests import ExportFormatsSetting, ExportRequest, RegenerateExport
+from posegen.domain.exports import CUSTOM_MAX_SIDE, CUSTOM_MIN_SIDE, FORMATS, Category, ExportFormat
 from posegen.domain.poses import get_owned_generation, get_owned_pose
 from posegen.errors import Conflict
 from posegen.imaging.exporting import ZIP_CONTENT_TYPE, iter_file, write_zip
@@ -163,15 +156,15 @@ async def start_export(
         flow_run_id=flow_run_id,
         formats=list(plan.formats),
         pose_ids=list(plan.pose_ids),
-        zip_url=storage.client_url(domain.zip_key(generation_uuid)),
+        zip_url=storage.client_url(catalog.zip_key(generation_uuid)),
     )
 
 
 def _plan(
     session: Session, user: User, generation_id: uuid.UUID, request: ExportRequest
-) -> domain.ExportPlan:
+) -> records.ExportPlan:
     get_owned_generation(session, user.id, generation_id)
-    return domain.plan_export(session, generation_id, request)
+    return records.plan_export(session, generation_id, request)
 
 
 @router.get(
@@ -183,7 +176,7 @@ def read_results(
     """The poses with their export URLs (`exportFormats`) and the ZIP once one was built."""
     generation_uuid = parse_id(generation_id, _GENERATION_NOT_FOUND)
     generation = get_owned_generation(session, user.id, generation_uuid)
-    key = domain.zip_key(generation.id)
+    key = catalog.zip_key(generation.id)
     return GenerationResults(
         generation_id=generation.id,
         zip_url=storage.client_url(key) if storage.exists(key) else None,
@@ -215,8 +208,8 @@ def download_export_zip(
     events): the answer is 409 naming what is missing, so the client can start an export."""
     generation_uuid = parse_id(generation_id, _GENERATION_NOT_FOUND)
     generation = get_owned_generation(session, user.id, generation_uuid)
-    wanted = domain.parse_format_list(formats) if formats is not None else None
-    entries, missing = domain.zip_contents(generation, wanted)
+    wanted = catalog.parse_format_list(formats) if formats is not None else None
+    entries, missing = records.zip_contents(generation, wanted)
     if missing:
         raise Conflict(
             "Some requested formats are not rendered yet: start an export for them first.",
@@ -264,7 +257,7 @@ def regenerate_pose_export(
 ) -> ExportRegenerated:
     """Re-render one format of one pose now; only that file is replaced."""
     pose = get_owned_pose(session, user.id, parse_id(pose_id, _POSE_NOT_FOUND))
-    rendered = regenerate_export(session, storage, pose, domain.resolve_format(body.format))
+    rendered = regenerate_export(session, storage, pose, catalog.resolve_format(body.format))
     return ExportRegenerated(
         pose_id=pose.id, format=rendered.format, export_url=storage.client_url(rendered.key)
     )
@@ -272,7 +265,7 @@ def regenerate_pose_export(
 
 @router.get("/settings/export-formats", response_model=ExportFormatsOut)
 def read_export_formats_setting(user: CurrentUser, session: SessionDep) -> ExportFormatsOut:
-    return ExportFormatsOut(formats=domain.get_default_formats(session, user.id))
+    return ExportFormatsOut(formats=records.get_default_formats(session, user.id))
 
 
 @router.put("/settings/export-formats", response_model=ExportFormatsOut, responses=_ERRORS)
@@ -280,4 +273,4 @@ def update_export_formats_setting(
     body: ExportFormatsSetting, user: CurrentUser, session: SessionDep
 ) -> ExportFormatsOut:
     """The formats the nightly export renders for your new and changed poses; [] turns it off."""
-    return ExportFormatsOut(formats=domain.set_default_formats(session, user.id, body.formats))
+    return ExportFormatsOut(formats=records.set_default_formats(session, user.id, body.formats))

@@ -200,7 +200,7 @@ def thread_sweep(rounds: int, models: tuple[str, ...]) -> None:
     model after the first also as a ratio to the first under the same choice."""
     import onnxruntime as ort
 
-    from posegen.imaging.model_files import fetch_model
+    from posegen.imaging.fetch_models import fetch_model
 
     tensor = np.random.default_rng(1).normal(0, 1, (1, 3, 320, 320)).astype(np.float32)
     sessions = {}

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from posegen.imaging.model_files import fetch_model
+from posegen.imaging.fetch_models import fetch_model
 from posegen.imaging.segmentation import segment
 
 SAMPLES = Path(__file__).resolve().parents[1] / "posegen" / "samples"

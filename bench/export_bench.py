@@ -83,7 +83,7 @@ def import_poses(count: int) -> tuple[uuid.UUID, list[uuid.UUID], list[Path]]:
     from posegen.domain.export_records import record_mask
     from posegen.domain.poses import import_generation
     from posegen.domain.users import create_user
-    from posegen.imaging.decoding import encode_png
+    from posegen.imaging.encoding import encode_png
     from posegen.imaging.segmentation import segment
     from posegen.storage import get_storage
 

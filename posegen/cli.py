@@ -98,7 +98,7 @@ def models_fetch(
     into NUMBA_CACHE_DIR, so the first background change does not pay ~35 s for it.
     """
     from posegen.config import get_settings
-    from posegen.imaging.model_files import fetch_model
+    from posegen.imaging.fetch_models import fetch_model
     from posegen.imaging.segmentation import get_session
 
     model = name or model_option or get_settings().rembg_model

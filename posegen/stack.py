@@ -176,7 +176,8 @@ def _start(settings: Settings, env: dict[str, str], children: list[_Child]) -> D
     since serving creates deployments on the server."""
     from posegen.db.migrate import upgrade
     from posegen.demo import seed_demo
-    from posegen.imaging.model_files import fetch_model, has_model
+    from posegen.imaging.fetch_models import fetch_model
+    from posegen.imaging.model_files import has_model
     from posegen.storage import get_storage
 
     logs = settings.home_dir / "logs"

@@ -31,8 +31,8 @@ from posegen.domain.exports import (
     zip_key,
 )
 from posegen.errors import PosegenError, is_retryable
-from posegen.imaging.decoding import encode_png, open_image
-from posegen.imaging.encoding import encode_export
+from posegen.imaging.decoding import open_image
+from posegen.imaging.encoding import encode_export, encode_png
 from posegen.imaging.reframe import (
     Box,
     Framing,

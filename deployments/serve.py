@@ -1,7 +1,7 @@
 """Serve every posegen deployment from one process (what `make run` starts).
 
 Background changes, which users wait for, run in a pool of warm processes that loaded the
-model once (`posegen.warm_pool`, `POSEGEN_WARM_WORKERS`, docs/ARCHITECTURE.md). Every other
+model once (`posegen.runtime.warm_pool`, `POSEGEN_WARM_WORKERS`, docs/ARCHITECTURE.md). Every other
 flow run starts in a fresh subprocess of Prefect's runner. Either way a crash or a kill of one
 run cannot take the others down; the hooks and the ledger take care of its credits.
 """
@@ -14,7 +14,7 @@ from deployments.definitions import build_deployments
 from flows.background_change import background_change
 from posegen.config import get_settings
 from posegen.orchestration import ensure_limits_sync
-from posegen.warm_pool import WarmPool
+from posegen.runtime.warm_pool import WarmPool
 
 __all__ = ["build_deployments", "main"]
 

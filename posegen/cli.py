@@ -213,7 +213,7 @@ def up(
     storage_url: Annotated[str | None, typer.Option(help="POSEGEN_STORAGE_URL")] = None,
 ) -> None:
     """Start the local stack: Prefect server, the runner serving deployments, and the API."""
-    from posegen.stack import run_stack
+    from posegen.runtime.startup import run_stack
 
     raise typer.Exit(code=run_stack(database_url=database_url, storage_url=storage_url))
 

@@ -41,6 +41,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness import iou
+
 from posegen.config import get_settings, reset_settings
 from posegen.domain.background import BackgroundChange, PoseImages
 from posegen.imaging import pipeline
@@ -179,12 +181,6 @@ class PosegenSide:
 
     def output(self) -> Image.Image:
         return open_image(self.storage.read_bytes(self.images.output_key))
-
-
-def iou(a: Image.Image, b: Image.Image) -> float:
-    x, y = np.asarray(a) >= 128, np.asarray(b) >= 128
-    union = np.logical_or(x, y).sum()
-    return float(np.logical_and(x, y).sum() / union) if union else 1.0
 
 
 def inference(session: object, rounds: int) -> list[float]:

@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import isolated_home  # noqa: E402
+from harness import answers, isolated_home, start_process, stop_process, wait_until_ready  # noqa: E402
 
 _HOME = isolated_home("posegen-e2e-bench-")
 
@@ -100,22 +100,15 @@ def start_runner(
     }
     if model:
         env["POSEGEN_REMBG_MODEL"] = model
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "deployments.serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    runner = start_process([sys.executable, "-m", "deployments.serve"], log, env=env)
+    wait_until_ready(
+        runner,
+        lambda: answers(f"{api}/deployments/name/{deployment}", timeout=5),
+        what=f"the runner's deployment {deployment}",
+        log=log,
+        timeout=120,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if runner.poll() is not None:
-            raise RuntimeError(log.read_text()[-3000:])
-        if httpx.get(f"{api}/deployments/name/{deployment}", timeout=5).status_code == 200:
-            return runner
-        time.sleep(0.5)
-    raise RuntimeError("the runner never registered its deployment")
+    return runner
 
 
 class CompletionEvents:
@@ -162,11 +155,7 @@ class CompletionEvents:
 
 
 def stop_runner(runner: subprocess.Popen[bytes]) -> None:
-    runner.terminate()
-    try:
-        runner.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        runner.kill()
+    stop_process(runner, timeout=30)
 
 
 def phases(
@@ -392,7 +381,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-    from servers import prefect_api
+    from harness import prefect_api
 
     from posegen.db.migrate import upgrade
 

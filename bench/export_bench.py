@@ -49,7 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from servers import isolated_home  # noqa: E402
+from harness import isolated_home  # noqa: E402
 
 _HOME = isolated_home("posegen-export-bench-")
 # Task and flow run logs still go to the API at INFO, as in production; not to the terminal.

@@ -119,16 +119,16 @@ def iou(a: Image.Image, b: Image.Image) -> float:
 
 
 @contextlib.contextmanager
-def pg_database(prefix: str) -> Iterator[str]:
-    """A new database on the local PostgreSQL server (psycopg URL), dropped afterwards."""
+def pg_database(prefix: str, admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
+    """A new database on the PostgreSQL server of `admin_url` (psycopg URL), dropped afterwards."""
     from sqlalchemy import create_engine, text
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from posegen.errors import PosegenError
+from posegen.errors import PosegenError, ValidationFailed
 
 app = typer.Typer(
     help="posegen: background change, exports and pose requests.", no_args_is_help=True
@@ -21,6 +21,8 @@ models_app = typer.Typer(help="Segmentation model files.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
+assets_app = typer.Typer(help="Browser libraries from the npm registry.", no_args_is_help=True)
+app.add_typer(assets_app, name="assets")
 
 console = Console(stderr=True)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
@@ -77,6 +79,41 @@ def token(
         with session_scope() as session:
             user = get_user_by_email(session, email)
             typer.echo(create_token(user.id, user.role, days=days))
+    except PosegenError as error:
+        _fail(error)
+
+
+@app.command("login-link")
+def login_link(
+    email: str,
+    minutes: Annotated[
+        int | None, typer.Option("--minutes", min=1, help="Minutes until it expires.")
+    ] = None,
+) -> None:
+    """Print a one-time web app sign-in link for a user, alone on the last line."""
+    from posegen.db.session import session_scope
+    from posegen.domain.poses import get_user_by_email
+    from posegen.domain.sign_in import create_login_link
+
+    try:
+        with session_scope() as session:
+            user = get_user_by_email(session, email)
+            typer.echo(create_login_link(session, user, minutes=minutes).url)
+    except PosegenError as error:
+        _fail(error)
+
+
+@assets_app.command("fetch")
+def assets_fetch(
+    name: Annotated[str, typer.Argument(help="One of the pinned libraries, e.g. axe-core")],
+) -> None:
+    """Fetch a pinned browser library with npm, check its sha256 and print where it is."""
+    from posegen.web.vendor import VENDORED, fetch
+
+    if name not in VENDORED:
+        _fail(ValidationFailed(f"Unknown library {name!r}; pinned: {', '.join(VENDORED)}"))
+    try:
+        typer.echo(fetch(VENDORED[name]))
     except PosegenError as error:
         _fail(error)
 

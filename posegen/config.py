@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     )
     jwt_secret: SecretStr | None = None
     jwt_days: int = 30
+    # The web app: a one-time sign-in link works once and for this long; a browser session
+    # lasts this many days (sign-out ends it at once). The cookie is Secure when the public URL
+    # is https, or when this says so.
+    web_login_link_minutes: int = Field(default=15, ge=1)
+    web_session_days: int = Field(default=14, ge=1)
+    web_cookie_secure: bool | None = None
     flux_api_url: str = "https://api.bfl.ai"
     flux_api_key: SecretStr | None = None
     flux_model: str = "flux-pro-1.1"
@@ -109,6 +115,17 @@ class Settings(BaseSettings):
     @property
     def public_url(self) -> str:
         return self.api_public_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def flux_configured(self) -> bool:
+        """An empty POSEGEN_FLUX_API_KEY counts as unset: every FLUX call would be refused."""
+        return self.flux_api_key is not None and bool(self.flux_api_key.get_secret_value())
+
+    @property
+    def cookie_secure(self) -> bool:
+        if self.web_cookie_secure is not None:
+            return self.web_cookie_secure
+        return self.public_url.startswith("https://")
 
     @property
     def local_prefect_api_url(self) -> str:

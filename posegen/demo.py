@@ -25,6 +25,7 @@ from posegen.db.models import Generation, User
 from posegen.db.session import session_scope
 from posegen.domain import credits
 from posegen.domain.poses import import_generation
+from posegen.domain.sign_in import create_login_link
 from posegen.domain.users import create_user, find_user_by_email
 from posegen.errors import Conflict, PosegenError
 from posegen.storage import Storage, get_storage
@@ -55,6 +56,9 @@ class DemoData:
     generation_id: uuid.UUID
     pose_ids: tuple[uuid.UUID, ...]
     credits: int
+    # One-time web app sign-in links (each works once, for POSEGEN_WEB_LOGIN_LINK_MINUTES).
+    admin_sign_in: str
+    user_sign_in: str
 
     @property
     def pose_id(self) -> uuid.UUID:
@@ -88,6 +92,8 @@ def seed_demo() -> DemoData:
             generation_id=generation.id,
             pose_ids=tuple(pose.id for pose in generation.poses),
             credits=balance,
+            admin_sign_in=create_login_link(session, admin).url,
+            user_sign_in=create_login_link(session, user).url,
         )
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from posegen.api.errors import install_error_handlers
 from posegen.api.metrics import RequestMetricsMiddleware
@@ -23,9 +24,12 @@ from posegen.api.routes import (
     me,
     poses,
     requests,
+    sign_in,
     uploads,
 )
 from posegen.logging import RequestIdMiddleware, configure_logging
+from posegen.web import routes as web
+from posegen.web.templating import STATIC_DIR, STATIC_PREFIX
 
 
 def create_app() -> FastAPI:
@@ -49,9 +53,14 @@ def create_app() -> FastAPI:
         library,
         events,
         exports,
+        sign_in,
     ):
         api.include_router(module.router)
     app.include_router(api)
+    # The web app: pages in the same process, calling the same domain (posegen/web).
+    app.include_router(web.router)
+    app.include_router(web.root)
+    app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="web-static")
     # At the root, where Prometheus scrapes by default; not part of the client API.
     app.include_router(metrics_router)
     # The last added runs first: the request id exists before the request is counted and logged.

@@ -10,13 +10,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from posegen.auth import decode_token
 from posegen.db.models import Role, User
 from posegen.db.session import get_sessionmaker
+from posegen.domain.sign_in import CSRF_HEADER, SESSION_COOKIE, csrf_matches, find_session
 from posegen.domain.users import get_user
 from posegen.errors import Forbidden, NotFound, Unauthorized
 from posegen.storage import Storage, get_storage
@@ -37,14 +38,25 @@ def get_db() -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_db)]
 
 
+# Methods that change nothing: a cookie alone may make them, since a cross-site page can cause
+# them but never read their answers.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def get_current_user(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    """The token's user, read fresh from the database so a deleted user is locked out at once."""
+    """The token's user, read fresh from the database so a deleted user is locked out at once.
+
+    A bearer token wins; without one, the web app's session cookie is accepted, and then every
+    request that changes something must carry the session's CSRF token in `X-CSRF-Token`.
+    """
     if credentials is None:
-        raise Unauthorized("Send a bearer token: Authorization: Bearer <token>.")
-    user_id, _role = decode_token(credentials.credentials)
+        user_id = _cookie_user_id(request, session)
+    else:
+        user_id, _role = decode_token(credentials.credentials)
     user = get_user(session, user_id)
     # End the read transaction here, so the request holds no pooled connection while it waits
     # for a worker thread: each sync dependency and threadpool call gets a thread of its own, and
@@ -54,6 +66,18 @@ def get_current_user(
     if user is None:
         raise Unauthorized("Invalid token")
     return user
+
+
+def _cookie_user_id(request: Request, session: Session) -> uuid.UUID:
+    secret = request.cookies.get(SESSION_COOKIE)
+    web_session = find_session(session, secret) if secret else None
+    if web_session is None:
+        raise Unauthorized("Send a bearer token: Authorization: Bearer <token>.")
+    if request.method not in _SAFE_METHODS and not csrf_matches(
+        web_session, request.headers.get(CSRF_HEADER)
+    ):
+        raise Forbidden("This request needs the page's CSRF token: reload the page and try again.")
+    return web_session.user_id
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -13,10 +13,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from posegen.errors import PosegenError, RateLimited, Unauthorized
+from posegen.web.templating import error_page, is_page_request
 
 logger = logging.getLogger("posegen.api")
 
@@ -32,7 +33,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-async def _posegen_error(request: Request, exc: PosegenError) -> JSONResponse:
+async def _posegen_error(request: Request, exc: PosegenError) -> Response:
+    if is_page_request(request):
+        return error_page(request, exc.status_code, exc.message)
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=_headers(exc))
 
 
@@ -55,7 +58,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return JSONResponse(body, status_code=400)
 
 
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     """Unknown routes (404), wrong methods (405) and Starlette's own refusals, in our shape."""
     try:
         phrase = HTTPStatus(exc.status_code).phrase
@@ -63,6 +66,8 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
         phrase = "Error"
     error = "".join(word.capitalize() for word in phrase.replace("-", " ").split())
     message = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else phrase
+    if is_page_request(request) and exc.status_code >= 400:
+        return error_page(request, exc.status_code, message)
     body = {"error": error, "message": message}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 

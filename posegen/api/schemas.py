@@ -15,6 +15,7 @@ from pydantic.alias_generators import to_camel
 
 from posegen.db import models
 from posegen.domain.background import ChangeTicket
+from posegen.domain.poses import GenerationSummary as _GenerationRow
 from posegen.storage import Storage
 
 # The OpenAPI `date-time` format (RFC 3339) requires the offset.
@@ -80,6 +81,28 @@ class GenerationOut(CamelResponse):
             status=generation.status,
             poses=[PoseOut.of(pose, storage) for pose in generation.poses],
             created_at=generation.created_at,
+        )
+
+
+class GenerationSummary(CamelResponse):
+    """A row of `GET /generations`: enough for a thumbnail grid."""
+
+    id: uuid.UUID
+    project_id: str | None
+    status: str
+    pose_count: int
+    cover_url: str | None
+    created_at: UtcDatetime
+
+    @classmethod
+    def of(cls, row: _GenerationRow, storage: Storage) -> GenerationSummary:
+        return cls(
+            id=row.generation.id,
+            project_id=row.generation.project_id,
+            status=row.generation.status,
+            pose_count=row.pose_count,
+            cover_url=storage.client_url(row.cover_key) if row.cover_key else None,
+            created_at=row.generation.created_at,
         )
 
 

@@ -148,3 +148,38 @@ class RateLimit(Base):
     bucket: Mapped[str] = mapped_column(String(32), primary_key=True)
     # Unix time at which the bucket is full again; each request accepted moves it one interval on.
     refilled_at: Mapped[float] = mapped_column(Double)
+
+
+class LoginLink(Base):
+    """A one-time sign-in link for the web app; only the code's hash is kept.
+
+    Used once (`used_at` set by a conditional UPDATE, so two clicks cannot both sign in) and
+    only until `expires_at`.
+    """
+
+    __tablename__ = "web_login_links"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebSession(Base):
+    """A browser's signed-in session: the cookie holds a random secret, this row its hash.
+
+    In the database rather than a signed cookie so sign-out ends it everywhere at once; the
+    CSRF token every cookie-authenticated change must carry belongs to the session.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from posegen.db.models import Generation, Pose, User
@@ -65,6 +66,76 @@ def owner_of_key(session: Session, key: str) -> uuid.UUID | None:
     if parts[0] in ("poses", "exports"):
         return session.scalar(select(Generation.user_id).where(Generation.id == ident))
     return None
+
+
+@dataclass(frozen=True)
+class GenerationSummary:
+    """A row of the generations list: what a thumbnail grid needs, without loading every pose."""
+
+    generation: Generation
+    pose_count: int
+    cover_key: str | None
+
+
+def list_generations(
+    session: Session, user_id: uuid.UUID, *, offset: int, limit: int
+) -> tuple[list[GenerationSummary], int]:
+    """The user's generations, newest first, each with its pose count and first pose's image."""
+    total = session.scalar(
+        select(func.count()).select_from(Generation).where(Generation.user_id == user_id)
+    )
+    counts = (
+        select(Pose.generation_id, func.count().label("n")).group_by(Pose.generation_id).subquery()
+    )
+    rows = session.execute(
+        select(Generation, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.generation_id == Generation.id)
+        .where(Generation.user_id == user_id)
+        .order_by(Generation.created_at.desc(), Generation.id)
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    summaries = []
+    for generation, count in rows:
+        first = generation.poses[0] if generation.poses else None
+        summaries.append(GenerationSummary(generation, int(count), first and first.image_key))
+    return summaries, int(total or 0)
+
+
+def create_generation(
+    session: Session, user_id: uuid.UUID, *, project_id: str | None = None
+) -> Generation:
+    """An empty generation that photos are then added to one at a time (the web app's upload)."""
+    generation = Generation(user_id=user_id, project_id=project_id)
+    session.add(generation)
+    session.commit()
+    session.refresh(generation)
+    return generation
+
+
+def add_pose(session: Session, storage: Storage, generation: Generation, data: bytes) -> Pose:
+    """Decode one photo (refused if bad, before anything is written), store it, record a pose."""
+    image = open_image(data)
+    pose_id = uuid.uuid4()
+    key = f"poses/{generation.id}/{pose_id}.png"
+    storage.write_bytes(key, encode_png(image), content_type="image/png")
+    pose = Pose(
+        id=pose_id,
+        generation_id=generation.id,
+        original_image_key=key,
+        image_key=key,
+        width=image.width,
+        height=image.height,
+    )
+    session.add(pose)
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        storage.delete(key)
+        raise
+    session.refresh(pose)
+    return pose
 
 
 def import_generation(

@@ -22,6 +22,9 @@ def print_usage(settings: Settings, demo: DemoData) -> None:
     auth = f'-H "Authorization: Bearer {demo.user_token}"'
     body = f'{{"backgroundMode":"solid_color","backgroundColor":"{DEMO_COLOR}"}}'
     rows = [
+        ("web app", f"{api}/app"),
+        ("user sign-in", demo.user_sign_in),
+        ("admin sign-in", demo.admin_sign_in),
         ("API docs", f"{api}/docs"),
         ("Prefect UI", settings.local_prefect_api_url.removesuffix("/api")),
         ("logs", str(settings.home_dir / "logs")),
@@ -31,8 +34,11 @@ def print_usage(settings: Settings, demo: DemoData) -> None:
         ("user token", demo.user_token),
         ("demo pose", str(demo.pose_id)),
     ]
-    lines = [f"  {label:<12} {value}" for label, value in rows]
+    lines = [f"  {label:<13} {value}" for label, value in rows]
     lines += [
+        "",
+        "Open a sign-in link in your browser: each works once, for "
+        f"{settings.web_login_link_minutes} minutes (new ones: posegen login-link EMAIL).",
         "",
         f"Change the demo pose's background to a solid colour ({DEMO_COLOR}):",
         f"curl -sS -X POST {pose_url}/background \\",

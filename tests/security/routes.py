@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from posegen.api.deps import get_admin_user, get_current_user
 from posegen.api.paths import BASE_PATH
+from posegen.web.deps import get_viewer
 
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 
@@ -28,6 +29,7 @@ class Route:
     params: tuple[str, ...]
     needs_user: bool
     needs_admin: bool
+    needs_session: bool  # a web app page: the browser session's cookie, never a bearer token
     module: str  # where the endpoint is defined, e.g. posegen.api.routes.poses
     takes_body: bool
 
@@ -35,6 +37,11 @@ class Route:
     def label(self) -> str:
         """`POST /poses/{pose_id}/background`: short enough for a test id."""
         return f"{self.method} {self.path.removeprefix(BASE_PATH)}"
+
+    @property
+    def is_api(self) -> bool:
+        """Under the API's base path; the web app's pages are swept in tests/web."""
+        return self.path.startswith(f"{BASE_PATH}/")
 
     def url(self, values: dict[str, str]) -> str:
         return _PARAM.sub(lambda match: values[match.group(1)], self.path)
@@ -56,6 +63,7 @@ def inventory(app: FastAPI) -> list[Route]:
                     params=tuple(_PARAM.findall(route.path)),
                     needs_user=get_current_user in calls,
                     needs_admin=get_admin_user in calls,
+                    needs_session=get_viewer in calls,
                     module=getattr(route.endpoint, "__module__", ""),
                     takes_body=bool(dependant is not None and dependant.body_params),
                 )

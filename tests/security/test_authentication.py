@@ -36,6 +36,10 @@ PUBLIC = frozenset(
         "GET /redoc",
         "GET /metrics",
         "GET /api/apps/pose-generator/health",
+        # The web app's way in: the root redirects to it, sign-in explains and redeems links.
+        "GET /",
+        "GET /app/sign-in",
+        "GET /app/sign-in/{code}",
     }
 )
 PROTECTED = [route for route in ROUTES if route.needs_user]
@@ -106,7 +110,7 @@ def _alg_none_with_signature(user: Account) -> str:
 
 def test_every_route_needs_a_token_unless_listed_as_public() -> None:
     """A new route must either take `CurrentUser`/`AdminUser` or be added to PUBLIC here."""
-    open_routes = {f"{r.method} {r.path}" for r in ROUTES if not r.needs_user}
+    open_routes = {f"{r.method} {r.path}" for r in ROUTES if not (r.needs_user or r.needs_session)}
 
     # Both ways: an unlisted open route fails, and so does a listed one that no longer exists.
     assert open_routes == PUBLIC

@@ -31,7 +31,8 @@ from tests.api.conftest import (
 )
 from tests.security.routes import Route, inventory, sample_path_values
 
-ROUTES = inventory(create_app())
+# The API's routes; the web app's pages take a browser session instead (tests/web sweeps them).
+ROUTES = [route for route in inventory(create_app()) if route.is_api]
 ID_PARAMS = frozenset({"pose_id", "generation_id", "request_id", "key"})
 # Ids of things every user may read: the shared pose library.
 SHARED = frozenset({"GET /library/{pose_id}"})

@@ -73,7 +73,7 @@ async def change_background(
     database work is synchronous and runs in the threadpool; only the submission is awaited.
     """
     pose_uuid = parse_id(pose_id, _NOT_FOUND)
-    if change.background_mode == BackgroundMode.AI_GENERATE and not _flux_configured():
+    if change.background_mode == BackgroundMode.AI_GENERATE and not get_settings().flux_configured:
         raise ServiceUnavailable("AI background generation is not configured on this server")
     image_url = change.background_image_url
     if image_url and image_url.startswith("https://"):
@@ -91,12 +91,6 @@ async def change_background(
         raise
     await run_in_threadpool(record_flow_run, session, ticket, flow_run_id)
     return schemas.BackgroundChangeAccepted.of(ticket, flow_run_id, storage)
-
-
-def _flux_configured() -> bool:
-    """An empty POSEGEN_FLUX_API_KEY counts as unset: every FLUX call would be refused."""
-    key = get_settings().flux_api_key
-    return key is not None and bool(key.get_secret_value())
 
 
 def _request_id(user: User, pose_id: uuid.UUID, idempotency_key: str | None) -> uuid.UUID:

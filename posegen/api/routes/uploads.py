@@ -30,7 +30,7 @@ _FIELD = "file"
 # Room for the multipart boundary and part headers around the file itself.
 _MULTIPART_SLACK = 64 * 1024
 _CHUNK = 256 * 1024
-_UPLOAD_BODY: dict[str, Any] = {
+UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
@@ -50,7 +50,7 @@ _UPLOAD_BODY: dict[str, Any] = {
     "/uploads",
     status_code=201,
     response_model=schemas.Upload,
-    openapi_extra=_UPLOAD_BODY,
+    openapi_extra=UPLOAD_BODY,
     responses={
         400: {"description": "Not an image we accept, too large, or animated"},
         **RATE_LIMITED,
@@ -63,8 +63,7 @@ async def upload_image(request: Request, user: CurrentUser, storage: StorageDep)
     The stored file is our own re-encoding (no metadata, sRGB, one frame), never the bytes the
     client sent, so nothing hostile in the original can reach a worker or another viewer.
     """
-    limit = get_settings().max_upload_bytes
-    data = await _read_file_field(request, limit)
+    data = await read_image_field(request)
     png, width, height = await run_in_threadpool(_clean_png, data)
     key = f"uploads/{user.id}/{uuid.uuid4()}.png"
     await run_in_threadpool(storage.write_bytes, key, png, "image/png")
@@ -83,7 +82,9 @@ def _clean_png(data: bytes) -> tuple[bytes, int, int]:
     return encode_png(image), image.width, image.height
 
 
-async def _read_file_field(request: Request, limit: int) -> bytes:
+async def read_image_field(request: Request) -> bytes:
+    """The multipart field `file`, refused past `max_upload_bytes` while it arrives."""
+    limit = get_settings().max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + _MULTIPART_SLACK:
         raise _too_large(limit)

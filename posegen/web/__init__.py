@@ -1,0 +1,1 @@
+"""The seller's web app: server-rendered pages served by the API's own FastAPI app."""

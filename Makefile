@@ -9,7 +9,7 @@ export PREFECT_HOME ?= $(POSEGEN_HOME)/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install run demo test soak lint format clean
+.PHONY: install run demo test soak lint format clean browser
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ $(REMBG_HOME)/models/selfie/selfie.onnx: | $(BIN)/.installed
 
 models: $(REMBG_HOME)/models/u2netp/u2netp.onnx $(REMBG_HOME)/models/selfie/selfie.onnx
 
+# The browser tests: Debian's Chromium (never a downloaded browser) and axe-core from the npm
+# registry, pinned and sha256-checked (posegen/web/vendor.py; a verified copy is reused).
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -q && apt-get install -y -q chromium
+
+browser: $(CHROMIUM) | $(BIN)/.installed
+	$(BIN)/posegen assets fetch axe-core
+
 run: install models
 	$(BIN)/posegen up
 
@@ -35,7 +44,7 @@ demo: install models
 	$(BIN)/python -m posegen.demo
 
 # pytest's exit code 5 (no tests collected) is a failure too: make stops on any non-zero code.
-test: install models
+test: install models browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The long reliability runs (tests/reliability, marker `soak`), not part of `make test`.

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from posegen.demo import DEMO_USER_EMAIL
 from posegen.runtime.processes import process_tree, still_running
 from tests.stack_harness import STARTUP_TIMEOUT, StackOutput, free_ports, printed_value
 
@@ -60,6 +61,16 @@ def test_up_serves_a_background_change_and_ctrl_c_stops_every_process(
         pose = _wait_until_changed(f"{base}/poses/{pose_id}", headers, output)
         assert pose["backgroundColor"] == "#1E90FF"
         assert pose["imageUrl"] != pose["originalImageUrl"]
+
+        # The printed sign-in link opens the web app as the demo user, once.
+        link = printed_value(printed, "user sign-in")
+        with httpx.Client(timeout=30) as browser:
+            assert browser.get(link, follow_redirects=False).status_code == 303
+            page = browser.get(printed_value(printed, "web app"))
+        assert page.status_code == 200
+        assert "Your generations" in page.text
+        assert DEMO_USER_EMAIL in page.text
+        assert httpx.get(link, follow_redirects=False, timeout=30).status_code == 401
 
         tree = process_tree(up.pid)
         assert len(tree) >= 3, f"expected server, runner and API below `posegen up`: {tree}"

@@ -143,6 +143,7 @@ def pose_page(
     shown = schemas.PoseOut.of(pose, storage)
     data = {
         "pose": _json(shown),
+        "size": [pose.width, pose.height],
         "cost": cost_for(viewer.user),
         "unlimited": viewer.user.enterprise_unlimited,
         "aiAvailable": get_settings().flux_configured,

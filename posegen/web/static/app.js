@@ -174,9 +174,10 @@ function setUpDropzone(zone, input, onFiles) {
 function setUpUploader(section) {
   const list = $("[data-upload-list]", section);
   const done = $("[data-upload-done]", section);
-  let generationId = section.dataset.generationId ?? null;
 
   setUpDropzone($("[data-dropzone]", section), $("[data-file-input]", section), async (files) => {
+    // On the generations page every drop starts a new generation.
+    let generationId = section.dataset.generationId ?? null;
     done.hidden = true;
     const rows = files.map((file) => uploadRow(list, file));
     try {
@@ -213,7 +214,19 @@ function setUpUploader(section) {
       done.append(link);
     }
     done.hidden = false;
+    if (added && !section.dataset.generationId) await refreshGenerationList();
   });
+}
+
+// The list on the generations page, re-read from the server once a new generation has photos.
+async function refreshGenerationList() {
+  const current = $("[data-generation-list]");
+  if (!current) return;
+  const response = await fetch(window.location.href, { credentials: "same-origin" }).catch(() => null);
+  if (!response?.ok) return;
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = $("[data-generation-list]", page);
+  if (fresh) current.replaceWith(fresh);
 }
 
 function uploadRow(list, file) {
@@ -304,7 +317,7 @@ function setUpChanger(root) {
 
   function showError(text, field) {
     const slot = field ? $(`[data-field-error="${field}"]`, root) : null;
-    const target = slot && !slot.closest("[hidden]") ? slot : message;
+    const target = slot && !slot.parentElement.closest("[hidden]") ? slot : message;
     target.textContent = text;
     target.className = target === message ? "notice notice-error" : "field-error";
     target.hidden = false;
@@ -317,6 +330,7 @@ function setUpChanger(root) {
     working.hidden = !on;
     $("[data-working-text]", root).textContent = text;
     submit.setAttribute("aria-busy", on ? "true" : "false");
+    submit.firstElementChild.textContent = on ? "Changing background…" : "Change background";
     status.textContent = on ? "Processing" : status.textContent;
     if (on) status.className = "badge badge-processing";
     showCost();
@@ -375,7 +389,10 @@ function setUpChanger(root) {
           `Not enough credits: this change needs ${error.body.required} and you have ${error.body.balance}.`,
         );
       } else {
-        showError(error.message, error.status === 400 ? error.body.details?.[0]?.field : null);
+        // A refused field's message goes under that field; anything else under the button.
+        const detail = error.status === 400 ? error.body.details?.[0] : null;
+        if (detail?.field) showError(detail.message, detail.field);
+        else showError(error.message);
       }
     }
   }
@@ -481,6 +498,12 @@ function setUpChanger(root) {
   };
   range.addEventListener("input", slide);
   slide();
+
+  // Frames take the photo's own shape, so nothing is letterboxed.
+  const [width, height] = pageData.size;
+  for (const frame of $$(".thumb-tall, [data-ba-frame]", root)) {
+    frame.style.aspectRatio = `${width} / ${height}`;
+  }
 
   document.addEventListener("posegen:balance", showCost);
   showPanels();
@@ -664,15 +687,20 @@ function setUpExports(selector) {
       const row = document.createElement("div");
       row.className = "download-pose";
       row.dataset.downloadPose = pose.id;
+      const head = document.createElement("div");
+      head.className = "download-pose-head";
       const img = document.createElement("img");
       img.src = pose.imageUrl;
-      img.alt = `Pose ${index}`;
+      img.alt = "";
+      const caption = document.createElement("span");
+      caption.textContent = `Pose ${index}`;
+      head.append(img, caption);
       const chips = document.createElement("div");
       chips.className = "download-files";
       for (const [name, url] of files.sort(([a], [b]) => a.localeCompare(b))) {
         chips.append(fileChip(pose, index, name, url));
       }
-      row.append(img, chips);
+      row.append(head, chips);
       table.append(row);
     }
     if (!any) {
@@ -687,7 +715,10 @@ function setUpExports(selector) {
     const chip = document.createElement("span");
     chip.className = "file-chip";
     chip.dataset.file = name;
-    chip.append(document.createTextNode(label(name)));
+    const title = document.createElement("span");
+    title.className = "file-name";
+    title.textContent = label(name);
+    chip.append(title);
     const preview = document.createElement("button");
     preview.type = "button";
     preview.className = "btn btn-ghost";

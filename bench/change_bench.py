@@ -41,6 +41,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness import iou
+
 from posegen.config import get_settings, reset_settings
 from posegen.domain.background import BackgroundChange, PoseImages
 from posegen.imaging import pipeline
@@ -181,12 +183,6 @@ class PosegenSide:
         return open_image(self.storage.read_bytes(self.images.output_key))
 
 
-def iou(a: Image.Image, b: Image.Image) -> float:
-    x, y = np.asarray(a) >= 128, np.asarray(b) >= 128
-    union = np.logical_or(x, y).sum()
-    return float(np.logical_and(x, y).sum() / union) if union else 1.0
-
-
 def inference(session: object, rounds: int) -> list[float]:
     inner = session.inner_session  # type: ignore[attr-defined]
     name = inner.get_inputs()[0].name
@@ -200,7 +196,7 @@ def thread_sweep(rounds: int, models: tuple[str, ...]) -> None:
     model after the first also as a ratio to the first under the same choice."""
     import onnxruntime as ort
 
-    from posegen.imaging.model_files import fetch_model
+    from posegen.imaging.fetch_models import fetch_model
 
     tensor = np.random.default_rng(1).normal(0, 1, (1, 3, 320, 320)).astype(np.float32)
     sessions = {}

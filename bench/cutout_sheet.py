@@ -25,7 +25,9 @@ from PIL import Image, ImageDraw, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from posegen.imaging.model_files import fetch_model
+from harness import iou
+
+from posegen.imaging.fetch_models import fetch_model
 from posegen.imaging.segmentation import segment
 
 SAMPLES = Path(__file__).resolve().parents[1] / "posegen" / "samples"
@@ -59,12 +61,6 @@ def photos() -> dict[str, Image.Image]:
         "small figure (cameraman 96 px) in backdrop.jpg": small_figure,
         "backdrop.jpg (no person)": backdrop,
     }
-
-
-def iou(a: Image.Image, b: Image.Image) -> float:
-    x, y = np.asarray(a) >= 128, np.asarray(b) >= 128
-    union = np.logical_or(x, y).sum()
-    return float(np.logical_and(x, y).sum() / union) if union else 1.0
 
 
 def over_colour(image: Image.Image, mask: Image.Image) -> Image.Image:

@@ -45,13 +45,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import isolated_home  # noqa: E402
+from harness import answers, isolated_home, start_process, stop_process, wait_until_ready  # noqa: E402
 
 _HOME = isolated_home("posegen-e2e-bench-")
 
 import httpx  # noqa: E402
 
-BASE = "/api/apps/pose-generator"
+from posegen.api.paths import BASE_PATH as BASE  # noqa: E402
+
 TASK_ORDER = (
     "charge-credits",
     "load-original",
@@ -99,22 +100,15 @@ def start_runner(
     }
     if model:
         env["POSEGEN_REMBG_MODEL"] = model
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "deployments.serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    runner = start_process([sys.executable, "-m", "deployments.serve"], log, env=env)
+    wait_until_ready(
+        runner,
+        lambda: answers(f"{api}/deployments/name/{deployment}", timeout=5),
+        what=f"the runner's deployment {deployment}",
+        log=log,
+        timeout=120,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if runner.poll() is not None:
-            raise RuntimeError(log.read_text()[-3000:])
-        if httpx.get(f"{api}/deployments/name/{deployment}", timeout=5).status_code == 200:
-            return runner
-        time.sleep(0.5)
-    raise RuntimeError("the runner never registered its deployment")
+    return runner
 
 
 class CompletionEvents:
@@ -136,7 +130,7 @@ class CompletionEvents:
         from prefect.events.filters import EventFilter, EventNameFilter
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        from posegen.orchestration import EVENT_BACKGROUND_COMPLETED
+        from posegen.events import EVENT_BACKGROUND_COMPLETED
 
         async def listen() -> None:
             event_filter = EventFilter(event=EventNameFilter(name=[EVENT_BACKGROUND_COMPLETED]))
@@ -161,11 +155,7 @@ class CompletionEvents:
 
 
 def stop_runner(runner: subprocess.Popen[bytes]) -> None:
-    runner.terminate()
-    try:
-        runner.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        runner.kill()
+    stop_process(runner, timeout=30)
 
 
 def phases(
@@ -391,7 +381,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-    from servers import prefect_api
+    from harness import prefect_api
 
     from posegen.db.migrate import upgrade
 

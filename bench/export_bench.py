@@ -49,7 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from servers import isolated_home  # noqa: E402
+from harness import isolated_home  # noqa: E402
 
 _HOME = isolated_home("posegen-export-bench-")
 # Task and flow run logs still go to the API at INFO, as in production; not to the terminal.
@@ -80,10 +80,10 @@ def import_poses(count: int) -> tuple[uuid.UUID, list[uuid.UUID], list[Path]]:
     from posegen.db.migrate import upgrade
     from posegen.db.session import session_scope
     from posegen.domain.background import pose_images
-    from posegen.domain.exports import record_mask
+    from posegen.domain.export_records import record_mask
     from posegen.domain.poses import import_generation
     from posegen.domain.users import create_user
-    from posegen.imaging.decoding import encode_png
+    from posegen.imaging.encoding import encode_png
     from posegen.imaging.segmentation import segment
     from posegen.storage import get_storage
 
@@ -172,7 +172,7 @@ def vipsthumbnail(files: list[Path], formats: list[ExportFormat]) -> int:
 
 def posegen_flow(generation_id: uuid.UUID, formats: list[str]) -> tuple[int, uuid.UUID]:
     from flows.export import multi_format_export
-    from posegen.domain.exports import ExportRequest
+    from posegen.domain.export_requests import ExportRequest
 
     state = multi_format_export(generation_id, ExportRequest(formats=formats), return_state=True)
     assert state.is_completed(), state.message
@@ -184,7 +184,8 @@ def posegen_flow(generation_id: uuid.UUID, formats: list[str]) -> tuple[int, uui
 def posegen_in_process(pose_ids: list[uuid.UUID], formats: list[str], workers: int) -> int:
     """The flow's image work alone: one export run, every pose on the flow's thread count."""
     from posegen.db.session import session_scope
-    from posegen.domain.exports import resolve_format, sources_for
+    from posegen.domain.export_records import sources_for
+    from posegen.domain.exports import resolve_format
     from posegen.imaging.exporting import ExportRun
     from posegen.storage import get_storage
 

@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["POSEGEN_RATE_LIMIT_ENABLED"] = "false"
 
-    from servers import prefect_api
+    from harness import prefect_api
 
     from posegen.db.migrate import upgrade
 

@@ -31,10 +31,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from change_bench import PosegenSide, backdrop_photo, iou, person_photo, png_bytes, summary, timed
+from change_bench import PosegenSide, backdrop_photo, person_photo, png_bytes, summary, timed
+from harness import iou
 
 from posegen.config import reset_settings
-from posegen.imaging.model_files import fetch_model
+from posegen.imaging.fetch_models import fetch_model
 from posegen.imaging.segmentation import get_session, segment
 
 MODELS = ("u2netp", "selfie")

@@ -15,7 +15,6 @@ import asyncio
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -94,19 +93,15 @@ def timed(label: str, fn: Callable[[], T], timings: dict[str, float]) -> T:
 
 @contextmanager
 def bench_database() -> Iterator[str]:
-    name = f"posegen_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        from posegen.db.session import reset_engines
+    from harness import pg_database
 
-        reset_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    from posegen.db.session import reset_engines
+
+    with pg_database("posegen_bench", ADMIN_URL) as url:
+        try:
+            yield url
+        finally:
+            reset_engines()  # the bench's connections would hold the database open
 
 
 def fill(url: str, requests: int, votes: int) -> None:

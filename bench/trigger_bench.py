@@ -4,7 +4,7 @@
         .venv/bin/python bench/trigger_bench.py [--clients 1,10,100] [--per-client 5] \\
         [--db postgres]
 
-A Prefect server and posegen's database (PostgreSQL by default, see bench/servers.py), the
+A Prefect server and posegen's database (PostgreSQL by default, see bench/harness.py), the
 `background-change` deployment registered (nobody serves it: the runs stay Scheduled, only the
 trigger is measured), and the API under uvicorn in its own process, as `posegen up` runs it.
 `--clients` clients, each its own user (the per-user rate limit stays on), send `--per-client`
@@ -30,14 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import isolated_home  # noqa: E402
+from harness import answers, isolated_home, start_process, wait_until_ready  # noqa: E402
 
 _HOME = isolated_home("posegen-trigger-bench-")
 os.environ["POSEGEN_DEPLOYMENT_BACKGROUND_CHANGE"] = "background-change/trigger-bench"
 
 import httpx  # noqa: E402
 
-BASE = "/api/apps/pose-generator"
+from posegen.api.paths import BASE_PATH as BASE  # noqa: E402
 
 
 def tiny_png() -> bytes:
@@ -50,25 +50,17 @@ def tiny_png() -> bytes:
 
 def start_api(port: int, log: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", "posegen.api.app:app", "--port", str(port)]
-    api = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT,
-        env={**os.environ, "POSEGEN_LOG_LEVEL": "WARNING"},
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    env = {**os.environ, "POSEGEN_LOG_LEVEL": "WARNING"}
+    api = start_process(
+        [*command, "--host", "127.0.0.1", "--log-level", "warning", "--no-access-log"], log, env=env
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if api.poll() is not None:
-            raise RuntimeError(log.read_text()[-3000:])
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code < 500:
-                return api
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError("the API never answered")
+    # The API's own health route (the root has none): 200 once the database, storage and
+    # Prefect answer it.
+    health = f"http://127.0.0.1:{port}{BASE}/health"
+    wait_until_ready(
+        api, lambda: answers(health), what="the API", log=log, timeout=60, interval=0.3
+    )
+    return api
 
 
 def make_clients(count: int, per_client: int) -> list[tuple[str, list[str]]]:
@@ -149,7 +141,7 @@ def main() -> None:
     parser.add_argument("--db", default="postgres", choices=["postgres", "sqlite"])
     args = parser.parse_args()
 
-    from servers import free_port, prefect_api
+    from harness import free_port, prefect_api
 
     from posegen.db.migrate import upgrade
 
@@ -157,7 +149,7 @@ def main() -> None:
     with prefect_api(args.db) as api_url:
         print(f"Prefect at {api_url}, posegen and Prefect on {args.db}")
         upgrade(os.environ["POSEGEN_DATABASE_URL"])
-        from deployments.serve import build_deployments
+        from deployments.definitions import build_deployments
         from posegen.config import reset_settings
         from posegen.orchestration import ensure_limits_sync
 

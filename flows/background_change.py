@@ -9,20 +9,14 @@ from typing import Any
 from prefect import flow
 from prefect.client.schemas.objects import FlowRun
 from prefect.concurrency.asyncio import concurrency
-from prefect.events import emit_event
 from prefect.flows import Flow
 from prefect.states import State
 
 from posegen.db.session import session_scope
 from posegen.domain.background import BackgroundChange, fail_change
 from posegen.errors import PosegenError
-from posegen.orchestration import (
-    BACKGROUND_CHANGE_LIMIT,
-    EVENT_BACKGROUND_FAILED,
-    ensure_limits,
-    pose_resource,
-    user_related,
-)
+from posegen.events import emit_background_change_failed
+from posegen.orchestration import BACKGROUND_CHANGE_LIMIT, ensure_limits
 from tasks.background import (
     build_background,
     charge_credits,
@@ -65,23 +59,15 @@ def refund_failed_change(flow: Flow[Any, Any], flow_run: FlowRun, state: State[A
     message = failure_message(state)
     with session_scope() as session:
         refund = fail_change(session, pose_id, request_id, message, flow_run_id=flow_run.id)
-    emit_event(
-        event=EVENT_BACKGROUND_FAILED,
-        resource=pose_resource(pose_id),
-        related=[
-            user_related(user_id),
-            {
-                "prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
-                "prefect.resource.role": "flow-run",
-            },
-        ],
-        payload={
-            "poseId": str(pose_id),
-            "requestId": str(request_id),
-            "errorMessage": message,
-            "state": state.type.value,
-            "creditRefunded": refund.amount if refund else 0,
-        },
+    emit_background_change_failed(
+        pose_id=pose_id,
+        user_id=user_id,
+        request_id=request_id,
+        error_message=message,
+        credit_refunded=refund.amount if refund else 0,
+        state=state.type.value,
+        reconciled=False,
+        flow_run_id=flow_run.id,
     )
 
 

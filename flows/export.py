@@ -16,17 +16,18 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from posegen.config import get_settings
-from posegen.domain.exports import ExportFailure, ExportRequest, ExportSummary, RenderedExport
+from posegen.domain.export_requests import ExportRequest
+from posegen.domain.exports import ExportFailure, ExportSummary, RenderedExport
 from posegen.errors import PermanentError
 from posegen.imaging.exporting import PoseExport, failure_message, finish_run
 from tasks.export import (
     build_zip,
     emit_export_event,
-    emit_export_progress,
     export_pose,
     plan_export,
     publish_export_artifact,
     record_exports,
+    report_export_progress,
 )
 
 
@@ -60,7 +61,7 @@ def multi_format_export(generation_id: uuid.UUID, request: ExportRequest) -> dic
                 failures.extend(result.failures)
             else:
                 failures.append(ExportFailure(pose_id, None, error or "Unknown error"))
-            emit_export_progress(plan, pose_id, done, run_id)
+            report_export_progress(plan, pose_id, done, run_id)
     finally:
         finish_run(token)
     record_exports(exported)

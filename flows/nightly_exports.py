@@ -27,7 +27,7 @@ from prefect.runtime import deployment, flow_run
 
 from flows.export import multi_format_export
 from posegen.config import get_settings
-from posegen.domain.exports import ExportRequest
+from posegen.domain.export_requests import ExportRequest
 from tasks.export import find_changed_poses, publish_nightly_summary
 
 FLOW_NAME = "nightly-exports"

@@ -135,7 +135,7 @@ def models_fetch(
     into NUMBA_CACHE_DIR, so the first background change does not pay ~35 s for it.
     """
     from posegen.config import get_settings
-    from posegen.imaging.model_files import fetch_model
+    from posegen.imaging.fetch_models import fetch_model
     from posegen.imaging.segmentation import get_session
 
     model = name or model_option or get_settings().rembg_model
@@ -250,7 +250,7 @@ def up(
     storage_url: Annotated[str | None, typer.Option(help="POSEGEN_STORAGE_URL")] = None,
 ) -> None:
     """Start the local stack: Prefect server, the runner serving deployments, and the API."""
-    from posegen.stack import run_stack
+    from posegen.runtime.startup import run_stack
 
     raise typer.Exit(code=run_stack(database_url=database_url, storage_url=storage_url))
 

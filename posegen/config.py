@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     events_settle_seconds: float = 6.0
     deployment_multi_format_export: str = "multi-format-export/multi-format-export"
     deployment_nightly_exports: str = "nightly-exports/nightly-exports"
+    deployment_refund_reconciler: str = "refund-reconciler/refund-reconciler"
+    deployment_pose_request_stats: str = "pose-request-stats/pose-request-stats"
     # Cron for the nightly export (UTC unless the timezone says otherwise).
     nightly_exports_cron: str = "0 2 * * *"
     nightly_exports_timezone: str = "UTC"

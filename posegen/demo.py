@@ -259,7 +259,8 @@ async def _run_changes(console: Console, changes: list[_DemoChange]) -> bool:
 def _run_export(console: Console, demo: DemoData) -> bool:
     """Every catalog format of the demo generation through the `multi-format-export` flow."""
     from flows.export import multi_format_export
-    from posegen.domain.exports import FORMATS, ExportRequest
+    from posegen.domain.export_requests import ExportRequest
+    from posegen.domain.exports import FORMATS
 
     console.print(f"[bold]multi-format export[/bold] of generation {demo.generation_id}")
     started = time.perf_counter()

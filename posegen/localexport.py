@@ -18,12 +18,13 @@ from sqlalchemy.orm import Session
 from posegen.config import get_settings
 from posegen.db.models import Pose
 from posegen.db.session import session_scope
-from posegen.domain import exports as domain
+from posegen.domain import export_records as records
+from posegen.domain import exports as catalog
+from posegen.domain.export_requests import ExportRequest
 from posegen.domain.exports import (
     FORMATS,
     ExportFailure,
     ExportFormat,
-    ExportRequest,
     ExportSource,
     ExportSummary,
     RenderedExport,
@@ -39,7 +40,7 @@ Progress = Callable[[uuid.UUID, str, str | None], None]
 def _prepare(session: Session, run: ExportRun, source: ExportSource) -> ExportSource:
     prepared = run.prepare(source)
     if prepared.mask_created or not source.mask_recorded:
-        domain.record_mask(session, source.pose_id, prepared.source.mask_key)
+        records.record_mask(session, source.pose_id, prepared.source.mask_key)
     return prepared.source
 
 
@@ -48,15 +49,15 @@ def regenerate_export(
 ) -> RenderedExport:
     """Re-render one format of one pose; only that file (and its record) is replaced."""
     run = ExportRun(storage)
-    source = _prepare(session, run, domain.export_source(session, pose))
+    source = _prepare(session, run, records.export_source(session, pose))
     rendered = run.render(source, fmt)
-    domain.record_rendered(session, storage, [rendered])
+    records.record_rendered(session, storage, [rendered])
     return rendered
 
 
 @dataclass(frozen=True)
 class PlannedExport:
-    plan: domain.ExportPlan
+    plan: records.ExportPlan
     total: int
 
 
@@ -65,10 +66,10 @@ def plan_local_export(
 ) -> PlannedExport:
     """Formats default to the owner's nightly choice, else the whole catalog."""
     with session_scope() as session:
-        generation = domain.get_generation(session, generation_id)
+        generation = records.get_generation(session, generation_id)
         names = [fmt.name for fmt in formats] if formats else None
-        names = names or domain.get_default_formats(session, generation.user_id) or list(FORMATS)
-        plan = domain.plan_export(session, generation_id, ExportRequest(formats=names))
+        names = names or records.get_default_formats(session, generation.user_id) or list(FORMATS)
+        plan = records.plan_export(session, generation_id, ExportRequest(formats=names))
     return PlannedExport(plan, len(plan.pose_ids) * len(plan.formats))
 
 
@@ -82,7 +83,7 @@ def export_generation(
     failures: list[ExportFailure] = []
     exported: list[RenderedExport] = []
     with session_scope() as session:
-        sources = domain.sources_for(session, plan.pose_ids)
+        sources = records.sources_for(session, plan.pose_ids)
     with ThreadPoolExecutor(max_workers=workers or get_settings().export_workers) as pool:
         prepared = {s.pose_id: pool.submit(_prepare_alone, run, s) for s in sources}
         renders: list[tuple[uuid.UUID, str, Future[RenderedExport]]] = []
@@ -95,7 +96,7 @@ def export_generation(
                     report(pose_id, name, _message(exc))
                 continue
             for name in plan.formats:
-                fmt = domain.resolve_format(name)
+                fmt = catalog.resolve_format(name)
                 renders.append((pose_id, name, pool.submit(run.render, source, fmt)))
         for pose_id, name, render in renders:
             try:
@@ -119,8 +120,8 @@ def _record_and_zip(
     storage: Storage, generation_id: uuid.UUID, exported: list[RenderedExport]
 ) -> str | None:
     with session_scope() as session:
-        domain.record_rendered(session, storage, exported)
-        entries = domain.generation_zip_entries(session, generation_id)
+        records.record_rendered(session, storage, exported)
+        entries = records.generation_zip_entries(session, generation_id)
     return store_generation_zip(storage, generation_id, entries)
 
 

@@ -17,7 +17,8 @@ from posegen.db.models import Generation, Pose
 from posegen.db.session import session_scope
 from posegen.domain.background import BackgroundChange
 from posegen.errors import NotFound, PosegenError, ServiceUnavailable, ValidationFailed
-from posegen.imaging.decoding import encode_png, open_image
+from posegen.imaging.decoding import open_image
+from posegen.imaging.encoding import encode_png
 from posegen.storage import Storage, get_storage
 
 console = Console(stderr=True)

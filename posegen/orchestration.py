@@ -1,4 +1,4 @@
-"""Names and setup of the Prefect-side resources posegen relies on: limits and event names.
+"""Names and setup of the Prefect-side resources posegen relies on: limits and automations.
 
 Kept in the library (not in flows/) because the API, the CLI and `posegen up` create the same
 limits the flows acquire, and tests check the same names.
@@ -15,11 +15,6 @@ from posegen.config import get_settings
 
 BACKGROUND_CHANGE_LIMIT = "posegen-background-change"
 FLUX_RATE_LIMIT = "posegen-flux"
-
-EVENT_BACKGROUND_COMPLETED = "posegen.background-change.completed"
-EVENT_BACKGROUND_FAILED = "posegen.background-change.failed"
-# Every posegen event name starts with this; clients see names without it.
-EVENT_PREFIX = "posegen."
 
 _limits_ready = False
 
@@ -46,45 +41,8 @@ def ensure_limits_sync() -> None:
     run_coro_as_sync(ensure_limits())
 
 
-def pose_resource(pose_id: object) -> dict[str, str]:
-    return {"prefect.resource.id": f"posegen.pose.{pose_id}", "prefect.resource.role": "pose"}
-
-
-def user_resource_id(user_id: object) -> str:
-    """The related resource that marks an event as this user's (GET /events relays by it)."""
-    return f"posegen.user.{user_id}"
-
-
-def user_related(user_id: object) -> dict[str, str]:
-    return {"prefect.resource.id": user_resource_id(user_id), "prefect.resource.role": "user"}
-
-
-EVENT_POSE_REQUEST_STATUS_CHANGED = "posegen.pose-request.status-changed"
-
-
-def pose_request_resource(request_id: object) -> dict[str, str]:
-    return {
-        "prefect.resource.id": f"posegen.pose-request.{request_id}",
-        "prefect.resource.role": "pose-request",
-    }
-
-
-EVENT_EXPORT_COMPLETED = "posegen.export.completed"
-EVENT_EXPORT_FAILED = "posegen.export.failed"
-# One per pose as the run finishes it, so a page can show how far an export has come.
-EVENT_EXPORT_PROGRESS = "posegen.export.progress"
-
-
-def generation_resource(generation_id: object) -> dict[str, str]:
-    return {
-        "prefect.resource.id": f"posegen.generation.{generation_id}",
-        "prefect.resource.role": "generation",
-    }
-
-
 ZOMBIE_AUTOMATION = "posegen: crash flow runs that stopped sending heartbeats"
 RECONCILE_AUTOMATION = "posegen: reconcile refunds when a background change ends badly"
-RECONCILER_DEPLOYMENT = "refund-reconciler/refund-reconciler"
 
 
 def posegen_automations(reconciler_deployment_id: object) -> list[Any]:
@@ -154,7 +112,9 @@ async def ensure_automations() -> list[str]:
     """Create the automations that are missing (by name); returns the names now in place."""
 
     async with get_client() as client:
-        reconciler = await client.read_deployment_by_name(RECONCILER_DEPLOYMENT)
+        reconciler = await client.read_deployment_by_name(
+            get_settings().deployment_refund_reconciler
+        )
         existing = {a.name for a in await client.read_automations()}
     names = []
     for automation in posegen_automations(reconciler.id):

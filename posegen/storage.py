@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 from fsspec.asyn import sync
 from fsspec.implementations.local import LocalFileSystem
 
+from posegen.api.paths import BASE_PATH
 from posegen.config import get_settings
 from posegen.errors import NotFound, PermanentError, PosegenError, TransientError, ValidationFailed
 
@@ -41,7 +42,7 @@ __all__ = [
 KEY_PREFIXES = ("poses/", "uploads/", "exports/")
 MAX_KEY_LENGTH = 512
 # The authenticated API route that serves local files; S3 hands out presigned URLs instead.
-LOCAL_FILES_ROUTE = "/api/apps/pose-generator/files/"
+LOCAL_FILES_ROUTE = f"{BASE_PATH}/files/"
 # A presigned SigV4 URL cannot live longer than 7 days.
 _MAX_URL_EXPIRES = 7 * 24 * 3600
 # Local writes go to a temp file next to the target; the name is reserved so that a key can never

@@ -7,7 +7,6 @@ import uuid
 from prefect import task
 from prefect.client.schemas.objects import TaskRun
 from prefect.concurrency.sync import rate_limit
-from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.tasks import Task, exponential_backoff
@@ -18,10 +17,10 @@ from posegen.db.session import session_scope
 from posegen.domain import background as domain
 from posegen.domain.background import BackgroundChange, ChangeTicket, PoseImages
 from posegen.domain.users import get_user
-from posegen.errors import NotFound, TransientError
+from posegen.errors import NotFound, is_retryable
+from posegen.events import emit_background_change_completed
 from posegen.imaging import pipeline
 from posegen.imaging.backgrounds import source_for
-from posegen.orchestration import EVENT_BACKGROUND_COMPLETED, pose_resource, user_related
 from posegen.storage import get_storage
 
 _BACKOFF = exponential_backoff(backoff_factor=get_settings().retry_backoff_seconds)
@@ -38,7 +37,7 @@ def retry_transient_only(task: Task, task_run: TaskRun, state: State) -> bool:  
     error = state.data
     if isinstance(error, DBAPIError):
         return error.connection_invalidated
-    return isinstance(error, TransientError | OSError | TimeoutError)
+    return is_retryable(error, unforeseen=False)
 
 
 _RETRYING = {
@@ -107,17 +106,13 @@ def update_pose(images: PoseImages, request_id: uuid.UUID, change: BackgroundCha
 
 @task(name="emit-completed")
 def emit_completed(ticket: ChangeTicket, change: BackgroundChange, image_url: str) -> None:
-    emit_event(
-        event=EVENT_BACKGROUND_COMPLETED,
-        resource=pose_resource(ticket.pose_id),
-        related=[user_related(ticket.user_id)],
-        payload={
-            "poseId": str(ticket.pose_id),
-            "generationId": str(ticket.generation_id),
-            "requestId": str(ticket.request_id),
-            "imageUrl": image_url,
-            "imageKey": ticket.output_key,
-            "backgroundMode": change.background_mode.value,
-            "creditCharged": ticket.credit_charged,
-        },
+    emit_background_change_completed(
+        pose_id=ticket.pose_id,
+        user_id=ticket.user_id,
+        generation_id=ticket.generation_id,
+        request_id=ticket.request_id,
+        image_url=image_url,
+        image_key=ticket.output_key,
+        background_mode=change.background_mode.value,
+        credit_charged=ticket.credit_charged,
     )

@@ -9,31 +9,21 @@ from typing import Any, Final
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import TaskRun
-from prefect.events import emit_event
 from prefect.runtime import task_run as current_task_run
 from prefect.states import State
 from prefect.tasks import Task, exponential_backoff
 
 from posegen.config import get_settings
 from posegen.db.session import session_scope
-from posegen.domain import exports as domain
-from posegen.domain.exports import (
-    ExportPlan,
-    ExportRequest,
-    ExportSummary,
-    NightlyBatch,
-    RenderedExport,
-    resolve_format,
-)
+from posegen.domain import export_records as records
+from posegen.domain import nightly_exports as nightly
+from posegen.domain.export_records import ExportPlan
+from posegen.domain.export_requests import ExportRequest
+from posegen.domain.exports import ExportSummary, RenderedExport, resolve_format
+from posegen.domain.nightly_exports import NightlyBatch
 from posegen.domain.poses import get_pose
+from posegen.events import emit_export_finished, emit_export_progress
 from posegen.imaging import exporting
-from posegen.orchestration import (
-    EVENT_EXPORT_COMPLETED,
-    EVENT_EXPORT_FAILED,
-    EVENT_EXPORT_PROGRESS,
-    generation_resource,
-    user_related,
-)
 from posegen.storage import get_storage
 
 
@@ -56,7 +46,7 @@ _RETRYING: dict[str, Any] = {
 @task(name="plan-export", **_RETRYING)
 def plan_export(generation_id: uuid.UUID, request: ExportRequest) -> ExportPlan:
     with session_scope() as session:
-        return domain.plan_export(session, generation_id, request)
+        return records.plan_export(session, generation_id, request)
 
 
 @task(name="export-pose", **_RETRYING)
@@ -69,7 +59,7 @@ def export_pose(run_token: str, pose_id: uuid.UUID, formats: list[str]) -> expor
     an error as that format's failure, so one bad format never costs the pose its other files.
     """
     with session_scope() as session:
-        source = domain.export_source(session, get_pose(session, pose_id))
+        source = records.export_source(session, get_pose(session, pose_id))
     exported = exporting.run_for(run_token, get_storage()).export_pose(
         source,
         [resolve_format(name) for name in formats],
@@ -77,7 +67,7 @@ def export_pose(run_token: str, pose_id: uuid.UUID, formats: list[str]) -> expor
     )
     if exported.mask_created or not source.mask_recorded:
         with session_scope() as session:
-            domain.record_mask(session, pose_id, exported.source.mask_key)
+            records.record_mask(session, pose_id, exported.source.mask_key)
     return exported
 
 
@@ -85,14 +75,14 @@ def export_pose(run_token: str, pose_id: uuid.UUID, formats: list[str]) -> expor
 def record_exports(rendered: list[RenderedExport]) -> None:
     """One writer per run: parallel renders never race on a pose's exportFormats."""
     with session_scope() as session:
-        domain.record_rendered(session, get_storage(), rendered)
+        records.record_rendered(session, get_storage(), rendered)
 
 
 @task(name="build-zip", **_RETRYING)
 def build_zip(generation_id: uuid.UUID) -> str | None:
     """Every export the generation has, one folder per pose; None when there is nothing yet."""
     with session_scope() as session:
-        entries = domain.generation_zip_entries(session, generation_id)
+        entries = records.generation_zip_entries(session, generation_id)
     return exporting.store_generation_zip(get_storage(), generation_id, entries)
 
 
@@ -109,41 +99,29 @@ def publish_export_artifact(summary: ExportSummary) -> None:
     )
 
 
-def emit_export_progress(
+def report_export_progress(
     plan: ExportPlan, pose_id: uuid.UUID, poses_done: int, flow_run_id: str | None
 ) -> None:
     """Not a task: a progress note is not worth a task run's orchestration per pose."""
-    emit_event(
-        event=EVENT_EXPORT_PROGRESS,
-        resource=generation_resource(plan.generation_id),
-        related=[user_related(plan.user_id)],
-        payload={
-            "generationId": str(plan.generation_id),
-            "poseId": str(pose_id),
-            "posesDone": poses_done,
-            "posesTotal": len(plan.pose_ids),
-            "flowRunId": flow_run_id,
-        },
+    emit_export_progress(
+        generation_id=plan.generation_id,
+        user_id=plan.user_id,
+        pose_id=pose_id,
+        poses_done=poses_done,
+        poses_total=len(plan.pose_ids),
+        flow_run_id=flow_run_id,
     )
 
 
 @task(name="emit-export-event")
 def emit_export_event(summary: ExportSummary, flow_run_id: uuid.UUID | None) -> None:
     """`completed` when every pose exported; `failed` (naming the poses) when any did not."""
-    storage = get_storage()
-    related = [user_related(summary.user_id)]
-    if flow_run_id is not None:
-        related.append(
-            {
-                "prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
-                "prefect.resource.role": "flow-run",
-            }
-        )
-    emit_event(
-        event=EVENT_EXPORT_FAILED if summary.failures else EVENT_EXPORT_COMPLETED,
-        resource=generation_resource(summary.generation_id),
-        related=related,
-        payload=summary.payload(storage.client_url),
+    emit_export_finished(
+        generation_id=summary.generation_id,
+        user_id=summary.user_id,
+        failed=bool(summary.failures),
+        payload=summary.payload(get_storage().client_url),
+        flow_run_id=flow_run_id,
     )
 
 
@@ -153,7 +131,7 @@ def emit_export_event(summary: ExportSummary, flow_run_id: uuid.UUID | None) -> 
 @task(name="find-changed-poses", **_RETRYING)
 def find_changed_poses(since: datetime, until: datetime) -> list[NightlyBatch]:
     with session_scope() as session:
-        return domain.changed_since(session, since, until)
+        return nightly.changed_since(session, since, until)
 
 
 @task(name="publish-nightly-summary")

@@ -8,13 +8,12 @@ from datetime import UTC, datetime, timedelta
 from prefect import task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.events import emit_event
 from prefect.states import Crashed
 
 from posegen.db.session import session_scope
 from posegen.domain.background import fail_change
 from posegen.domain.reconcile import STALLED, OpenCharge, open_charges, refund_reason
-from posegen.orchestration import EVENT_BACKGROUND_FAILED, pose_resource, user_related
+from posegen.events import emit_background_change_failed
 
 
 @task(name="find-open-charges", retries=2, retry_delay_seconds=2)
@@ -82,17 +81,15 @@ def refund_dead_charges(
             )
         if refund is None or not refund.created:
             continue
-        emit_event(
-            event=EVENT_BACKGROUND_FAILED,
-            resource=pose_resource(charge.pose_id),
-            related=[user_related(charge.user_id)],
-            payload={
-                "poseId": str(charge.pose_id),
-                "requestId": str(charge.request_id),
-                "errorMessage": message,
-                "creditRefunded": refund.amount,
-                "reconciled": True,
-            },
+        emit_background_change_failed(
+            pose_id=charge.pose_id,
+            user_id=charge.user_id,
+            request_id=charge.request_id,
+            error_message=message,
+            credit_refunded=refund.amount,
+            state=states.get(run_id) if run_id else None,
+            reconciled=True,
+            flow_run_id=run_id,
         )
         refunded.append(
             {

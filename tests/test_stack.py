@@ -4,83 +4,29 @@ Ctrl-C leaves no process behind."""
 from __future__ import annotations
 
 import os
-import queue
-import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
 
 from posegen.demo import DEMO_USER_EMAIL
-from posegen.stack import process_tree, still_running
+from posegen.runtime.processes import process_tree, still_running
+from tests.stack_harness import STARTUP_TIMEOUT, StackOutput, free_ports, printed_value
 
 pytestmark = pytest.mark.slow
 
-STARTUP_TIMEOUT = 80.0
 CHANGE_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
-
-
-def _free_ports(count: int) -> list[int]:
-    """Distinct free ports: all bound at once, so the system cannot hand one out twice."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-class _Output:
-    """The child's stdout, read on a thread so a full pipe never blocks it."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, text: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if line is None:
-                break
-            self.lines.append(line)
-            if text in line:
-                return "\n".join(self.lines)
-        pytest.fail(f"no {text!r} from `posegen up` within {timeout:.0f} s:\n{self.text()}")
-
-    def text(self) -> str:
-        return "\n".join(self.lines[-60:])
-
-
-def _value(output: str, label: str) -> str:
-    match = re.search(rf"^\s*{label}\s+(\S+)", output, re.MULTILINE)
-    assert match, f"no {label!r} in the output:\n{output}"
-    return match.group(1)
 
 
 def test_up_serves_a_background_change_and_ctrl_c_stops_every_process(
     rembg_warm: None, tmp_path: Path
 ) -> None:
-    api_port, prefect_port = _free_ports(2)
+    api_port, prefect_port = free_ports(2)
     env = {
         **os.environ,
         "POSEGEN_HOME": str(tmp_path / "home"),
@@ -97,11 +43,11 @@ def test_up_serves_a_background_change_and_ctrl_c_stops_every_process(
         text=True,
     )
     assert up.stdout is not None
-    output = _Output(up.stdout)
+    output = StackOutput(up.stdout)
     try:
         printed = output.wait_for("Ctrl-C stops everything", STARTUP_TIMEOUT)
         assert "posegen is ready" in printed
-        token, pose_id = _value(printed, "user token"), _value(printed, "demo pose")
+        token, pose_id = printed_value(printed, "user token"), printed_value(printed, "demo pose")
         base = f"http://127.0.0.1:{api_port}/api/apps/pose-generator"
         headers = {"Authorization": f"Bearer {token}"}
 
@@ -117,10 +63,10 @@ def test_up_serves_a_background_change_and_ctrl_c_stops_every_process(
         assert pose["imageUrl"] != pose["originalImageUrl"]
 
         # The printed sign-in link opens the web app as the demo user, once.
-        link = _value(printed, "user sign-in")
+        link = printed_value(printed, "user sign-in")
         with httpx.Client(timeout=30) as browser:
             assert browser.get(link, follow_redirects=False).status_code == 303
-            page = browser.get(_value(printed, "web app"))
+            page = browser.get(printed_value(printed, "web app"))
         assert page.status_code == 200
         assert "Your generations" in page.text
         assert DEMO_USER_EMAIL in page.text
@@ -141,7 +87,9 @@ def test_up_serves_a_background_change_and_ctrl_c_stops_every_process(
                 up.wait()
 
 
-def _wait_until_changed(url: str, headers: dict[str, str], output: _Output) -> dict[str, object]:
+def _wait_until_changed(
+    url: str, headers: dict[str, str], output: StackOutput
+) -> dict[str, object]:
     deadline = time.monotonic() + CHANGE_TIMEOUT
     pose: dict[str, object] = {}
     while time.monotonic() < deadline:

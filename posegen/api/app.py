@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from posegen.api.errors import install_error_handlers
 from posegen.api.metrics import RequestMetricsMiddleware
 from posegen.api.metrics import router as metrics_router
+from posegen.api.paths import BASE_PATH
 from posegen.api.routes import (
     admin_requests,
     events,
@@ -29,8 +30,6 @@ from posegen.api.routes import (
 from posegen.logging import RequestIdMiddleware, configure_logging
 from posegen.web import routes as web
 from posegen.web.templating import STATIC_DIR, STATIC_PREFIX
-
-BASE_PATH = "/api/apps/pose-generator"
 
 
 def create_app() -> FastAPI:

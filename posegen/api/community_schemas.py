@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from posegen.api.schemas import UtcDatetime, _Response
+from posegen.api.schemas import CamelResponse, UtcDatetime
 from posegen.db import community
 from posegen.db.models import User
 from posegen.domain.pose_library import category_names
@@ -21,7 +21,7 @@ from posegen.domain.pose_requests import VoteState, voted_request_ids
 from posegen.storage import Storage
 
 
-class PoseRequest(_Response):
+class PoseRequestOut(CamelResponse):
     id: uuid.UUID
     user_id: uuid.UUID
     pose_name: str
@@ -44,7 +44,7 @@ class PoseRequest(_Response):
         request: community.PoseRequest,
         names: dict[uuid.UUID, str],
         voted: set[uuid.UUID],
-    ) -> PoseRequest:
+    ) -> PoseRequestOut:
         return cls(
             id=request.id,
             user_id=request.user_id,
@@ -64,11 +64,11 @@ class PoseRequest(_Response):
         )
 
 
-class AdminPoseRequest(PoseRequest):
+class AdminPoseRequestOut(PoseRequestOut):
     requester_email: str | None
 
 
-class StatusChange(_Response):
+class StatusChangeOut(CamelResponse):
     id: uuid.UUID
     from_status: str
     to_status: str
@@ -77,7 +77,7 @@ class StatusChange(_Response):
     created_at: UtcDatetime
 
     @classmethod
-    def of(cls, change: community.PoseRequestStatusChange) -> StatusChange:
+    def of(cls, change: community.PoseRequestStatusChange) -> StatusChangeOut:
         return cls(
             id=change.id,
             from_status=change.from_status,
@@ -88,15 +88,15 @@ class StatusChange(_Response):
         )
 
 
-class AdminPoseRequestDetail(AdminPoseRequest):
-    history: list[StatusChange]
+class AdminPoseRequestDetailOut(AdminPoseRequestOut):
+    history: list[StatusChangeOut]
 
 
-class PoseRequestList(_Response):
-    items: list[PoseRequest]
+class PoseRequestList(CamelResponse):
+    items: list[PoseRequestOut]
 
 
-class Vote(_Response):
+class Vote(CamelResponse):
     request_id: uuid.UUID
     votes_count: int
     has_voted: bool
@@ -108,14 +108,14 @@ class Vote(_Response):
         )
 
 
-class Category(_Response):
+class CategoryOut(CamelResponse):
     id: uuid.UUID
     name: str
     description: str | None
     created_at: UtcDatetime
 
     @classmethod
-    def of(cls, category: community.PoseCategory) -> Category:
+    def of(cls, category: community.PoseCategory) -> CategoryOut:
         return cls(
             id=category.id,
             name=category.name,
@@ -124,11 +124,11 @@ class Category(_Response):
         )
 
 
-class CategoryList(_Response):
-    items: list[Category]
+class CategoryList(CamelResponse):
+    items: list[CategoryOut]
 
 
-class LibraryItem(_Response):
+class LibraryItem(CamelResponse):
     id: uuid.UUID
     name: str
     description: str | None
@@ -152,7 +152,7 @@ class LibraryItem(_Response):
         )
 
 
-class StatsSnapshot(_Response):
+class StatsSnapshot(CamelResponse):
     id: uuid.UUID
     created_at: UtcDatetime
     flow_run_id: uuid.UUID | None
@@ -170,18 +170,18 @@ class StatsSnapshot(_Response):
 
 def pose_requests(
     session: Session, viewer: User, requests: Sequence[community.PoseRequest]
-) -> list[PoseRequest]:
+) -> list[PoseRequestOut]:
     names = category_names(session, {r.category_id for r in requests})
     voted = voted_request_ids(session, viewer.id, [r.id for r in requests])
-    return [PoseRequest.of(r, names, voted) for r in requests]
+    return [PoseRequestOut.of(r, names, voted) for r in requests]
 
 
 def admin_pose_requests(
     session: Session, admin: User, requests: Sequence[community.PoseRequest]
-) -> list[AdminPoseRequest]:
+) -> list[AdminPoseRequestOut]:
     emails = _emails(session, {r.user_id for r in requests})
     return [
-        AdminPoseRequest(**shaped.model_dump(), requester_email=emails.get(shaped.user_id))
+        AdminPoseRequestOut(**shaped.model_dump(), requester_email=emails.get(shaped.user_id))
         for shaped in pose_requests(session, admin, requests)
     ]
 
@@ -191,10 +191,10 @@ def admin_pose_request_detail(
     admin: User,
     request: community.PoseRequest,
     changes: Sequence[community.PoseRequestStatusChange],
-) -> AdminPoseRequestDetail:
+) -> AdminPoseRequestDetailOut:
     (shaped,) = admin_pose_requests(session, admin, [request])
-    return AdminPoseRequestDetail(
-        **shaped.model_dump(), history=[StatusChange.of(c) for c in changes]
+    return AdminPoseRequestDetailOut(
+        **shaped.model_dump(), history=[StatusChangeOut.of(c) for c in changes]
     )
 
 

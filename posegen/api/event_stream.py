@@ -38,7 +38,7 @@ from starlette.types import Receive, Scope, Send
 
 from posegen.config import get_settings
 from posegen.errors import ServiceUnavailable
-from posegen.orchestration import EVENT_PREFIX, user_resource_id
+from posegen.events import EVENT_PREFIX, user_resource_id
 
 logger = logging.getLogger("posegen.api.events")
 

@@ -20,7 +20,7 @@ from prefect.settings import (
 from posegen.api.metrics import count_flow_run_submitted
 from posegen.config import get_settings
 from posegen.domain.background import BackgroundChange, ChangeTicket
-from posegen.domain.exports import ExportRequest
+from posegen.domain.export_requests import ExportRequest
 from posegen.errors import ServiceUnavailable
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Generic, TypeVar
 from fastapi import Depends, Query
 from pydantic import BaseModel
 
-from posegen.api.schemas import _Response
+from posegen.api.schemas import CamelResponse
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
@@ -47,7 +47,7 @@ def page_params(
 Page = Annotated[PageParams, Depends(page_params)]
 
 
-class Pagination(_Response):
+class Pagination(CamelResponse):
     page: int
     limit: int
     total: int

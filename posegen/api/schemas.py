@@ -22,13 +22,15 @@ from posegen.storage import Storage
 UtcDatetime = Annotated[datetime, AfterValidator(models.as_utc)]
 
 
-class _Response(BaseModel):
+class CamelResponse(BaseModel):
+    """Base of every response body: camelCase out, snake_case in Python."""
+
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True
     )
 
 
-class Pose(_Response):
+class PoseOut(CamelResponse):
     id: uuid.UUID
     generation_id: uuid.UUID
     image_url: str
@@ -44,7 +46,7 @@ class Pose(_Response):
     updated_at: UtcDatetime
 
     @classmethod
-    def of(cls, pose: models.Pose, storage: Storage) -> Pose:
+    def of(cls, pose: models.Pose, storage: Storage) -> PoseOut:
         return cls(
             id=pose.id,
             generation_id=pose.generation_id,
@@ -64,25 +66,25 @@ class Pose(_Response):
         )
 
 
-class Generation(_Response):
+class GenerationOut(CamelResponse):
     id: uuid.UUID
     project_id: str | None
     status: str
-    poses: list[Pose]
+    poses: list[PoseOut]
     created_at: UtcDatetime
 
     @classmethod
-    def of(cls, generation: models.Generation, storage: Storage) -> Generation:
+    def of(cls, generation: models.Generation, storage: Storage) -> GenerationOut:
         return cls(
             id=generation.id,
             project_id=generation.project_id,
             status=generation.status,
-            poses=[Pose.of(pose, storage) for pose in generation.poses],
+            poses=[PoseOut.of(pose, storage) for pose in generation.poses],
             created_at=generation.created_at,
         )
 
 
-class GenerationSummary(_Response):
+class GenerationSummary(CamelResponse):
     """A row of `GET /generations`: enough for a thumbnail grid."""
 
     id: uuid.UUID
@@ -104,7 +106,7 @@ class GenerationSummary(_Response):
         )
 
 
-class Me(_Response):
+class Me(CamelResponse):
     id: uuid.UUID
     email: str
     role: str
@@ -122,7 +124,7 @@ class Me(_Response):
         )
 
 
-class BackgroundChangeAccepted(_Response):
+class BackgroundChangeAccepted(CamelResponse):
     """The 202 answer: where the result will appear and what it cost; events say when."""
 
     pose_id: uuid.UUID
@@ -144,7 +146,7 @@ class BackgroundChangeAccepted(_Response):
         )
 
 
-class Upload(_Response):
+class Upload(CamelResponse):
     """`key` is what a background change takes as `backgroundImageUrl`; `url` fetches it."""
 
     key: str

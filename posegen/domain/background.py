@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator, model_validator
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from posegen.config import get_settings
 from posegen.db.models import CreditTransaction, Pose, PoseStatus, User
 from posegen.domain import credits
+from posegen.domain.bodies import CamelBody
 from posegen.domain.poses import get_owned_pose
 from posegen.errors import Conflict, NotFound, ValidationFailed
 from posegen.storage import validate_key
@@ -53,12 +53,8 @@ class BackgroundMode(StrEnum):
     UPLOAD = "upload"
 
 
-class BackgroundChange(BaseModel):
+class BackgroundChange(CamelBody):
     """The body of POST /poses/{poseId}/background, and the flow's parameter: validated once."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
 
     background_mode: BackgroundMode
     background_prompt: str | None = Field(default=None, max_length=2000)

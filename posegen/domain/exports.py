@@ -1,4 +1,8 @@
-"""Multi-format export: the format catalog, `custom:WxH`, the export request, keys and records.
+"""Multi-format export's pure part: the format catalog, `custom:WxH`, storage keys and the value
+types of a run (no database, no request bodies: imaging imports only this).
+
+Request bodies live in `export_requests`, database reads and writes in `export_records`, the
+nightly selection in `nightly_exports`.
 
 Every platform format is one small `ExportFormat` spec in `FORMATS`; nothing else branches on a
 format's name. The rendering code reads a spec's numbers (size, safe area, byte limit, dpi), so a
@@ -9,27 +13,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.alias_generators import to_camel
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
-
-from posegen.db.models import ExportSettings, Generation, Pose, PoseStatus
-from posegen.domain.background import pose_images
-from posegen.errors import NotFound, ValidationFailed
-from posegen.storage import Storage
+from posegen.errors import ValidationFailed
 
 CUSTOM_PREFIX: Final = "custom:"
 CUSTOM_MIN_SIDE: Final = 64
 CUSTOM_MAX_SIDE: Final = 8000
-MAX_FORMATS_PER_REQUEST: Final = 20
-MAX_POSES_PER_REQUEST: Final = 500
 _CUSTOM: Final = re.compile(r"custom:(\d{1,5})[xX](\d{1,5})")
 
 
@@ -204,58 +197,6 @@ def parse_format_list(value: str) -> tuple[ExportFormat, ...]:
     return resolve_formats(part for part in value.split(",") if part.strip())
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
-
-
-def _format_names(value: list[str]) -> list[str]:
-    try:
-        return [fmt.name for fmt in resolve_formats(value)]
-    except ValidationFailed as exc:
-        raise ValueError(exc.message) from None
-
-
-class ExportRequest(_Body):
-    """Body of POST /generations/{id}/exports and the `multi-format-export` flow's parameter."""
-
-    formats: list[str] = Field(min_length=1, max_length=MAX_FORMATS_PER_REQUEST)
-    pose_ids: list[uuid.UUID] | None = Field(default=None, max_length=MAX_POSES_PER_REQUEST)
-
-    @field_validator("formats")
-    @classmethod
-    def _known_formats(cls, value: list[str]) -> list[str]:
-        return _format_names(value)
-
-    @property
-    def specs(self) -> tuple[ExportFormat, ...]:
-        return resolve_formats(self.formats)
-
-
-class RegenerateExport(_Body):
-    """Body of POST /poses/{id}/regenerate-export."""
-
-    format: str
-
-    @field_validator("format")
-    @classmethod
-    def _known_format(cls, value: str) -> str:
-        return _format_names([value])[0]
-
-
-class ExportFormatsSetting(_Body):
-    """Body of PUT /settings/export-formats: the formats the nightly export renders for a user.
-    An empty list turns the nightly export off for that user."""
-
-    formats: list[str] = Field(max_length=MAX_FORMATS_PER_REQUEST)
-
-    @field_validator("formats")
-    @classmethod
-    def _known_formats(cls, value: list[str]) -> list[str]:
-        return _format_names(value) if value else []
-
-
 # -- keys ---------------------------------------------------------------------------------------
 
 
@@ -292,60 +233,6 @@ class ExportSource:
 
     def with_mask(self, mask_key: str) -> ExportSource:
         return replace(self, mask_key=mask_key, mask_recorded=True)
-
-
-def export_source(session: Session, pose: Pose) -> ExportSource:
-    images = pose_images(session, pose.id)
-    changed = pose.background_changed and pose.background_key is not None
-    return ExportSource(
-        pose_id=pose.id,
-        generation_id=pose.generation_id,
-        image_key=pose.image_key,
-        original_key=pose.original_image_key,
-        mask_key=pose.mask_key or images.mask_key,
-        mask_recorded=pose.mask_key is not None,
-        background_key=pose.background_key if changed else None,
-    )
-
-
-@dataclass(frozen=True)
-class ExportPlan:
-    generation_id: uuid.UUID
-    user_id: uuid.UUID
-    pose_ids: tuple[uuid.UUID, ...]
-    formats: tuple[str, ...]
-
-
-def get_generation(session: Session, generation_id: uuid.UUID) -> Generation:
-    generation = session.get(Generation, generation_id)
-    if generation is None:
-        raise NotFound("Generation not found")
-    return generation
-
-
-def plan_export(session: Session, generation_id: uuid.UUID, request: ExportRequest) -> ExportPlan:
-    """Which poses of the generation to export; poseIds outside it are refused, not skipped."""
-    generation = get_generation(session, generation_id)
-    ready = [pose.id for pose in generation.poses if pose.status != PoseStatus.PROCESSING]
-    if request.pose_ids is None:
-        chosen = ready
-    else:
-        known = {pose.id for pose in generation.poses}
-        unknown = [str(pid) for pid in request.pose_ids if pid not in known]
-        if unknown:
-            raise ValidationFailed(
-                "poseIds not in this generation: " + ", ".join(unknown), poseIds=unknown
-            )
-        chosen = list(dict.fromkeys(request.pose_ids))
-    if not chosen:
-        raise ValidationFailed("This generation has no poses ready to export.")
-    return ExportPlan(generation.id, generation.user_id, tuple(chosen), tuple(request.formats))
-
-
-def sources_for(session: Session, pose_ids: Sequence[uuid.UUID]) -> list[ExportSource]:
-    poses = session.scalars(select(Pose).where(Pose.id.in_(pose_ids))).all()
-    by_id = {pose.id: pose for pose in poses}
-    return [export_source(session, by_id[pid]) for pid in pose_ids if pid in by_id]
 
 
 # -- what an export produced ------------------------------------------------------------------
@@ -428,139 +315,3 @@ class ExportSummary:
                 for f in self.failures
             ],
         }
-
-
-# -- records on the pose --------------------------------------------------------------------------
-# Bookkeeping writes keep `updated_at` as it was: it says when the pose's image changed, which is
-# what the nightly export selects on; its own writes must not re-select the pose every night.
-
-
-def record_mask(session: Session, pose_id: uuid.UUID, mask_key: str) -> None:
-    session.execute(
-        update(Pose)
-        .where(Pose.id == pose_id, Pose.mask_key.is_(None))
-        .values(mask_key=mask_key, updated_at=Pose.updated_at)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-
-
-def record_exports(session: Session, pose_id: uuid.UUID, keys: dict[str, str]) -> dict[str, str]:
-    """Merge `{format: key}` into the pose's exportFormats; returns keys that were replaced by a
-    key with another extension (their files are now orphans the caller may delete)."""
-    pose = session.scalar(select(Pose).where(Pose.id == pose_id).with_for_update())
-    if pose is None:
-        raise NotFound("Pose not found")
-    current = dict(pose.export_formats or {})
-    replaced = {
-        name: current[name]
-        for name, key in keys.items()
-        if name in current and current[name] != key
-    }
-    current.update(keys)
-    session.execute(
-        update(Pose)
-        .where(Pose.id == pose_id)
-        .values(export_formats=current, updated_at=Pose.updated_at)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    return replaced
-
-
-def record_rendered(session: Session, storage: Storage, rendered: Sequence[RenderedExport]) -> None:
-    """Record a run's files pose by pose; a file a new one replaced under another extension
-    (a custom size that gained transparency: .jpg → .png) is deleted."""
-    by_pose: dict[uuid.UUID, dict[str, str]] = {}
-    for item in rendered:
-        by_pose.setdefault(item.pose_id, {})[item.format] = item.key
-    for pose_id, keys in by_pose.items():
-        for stale in record_exports(session, pose_id, keys).values():
-            storage.delete(stale)
-
-
-@dataclass(frozen=True)
-class MissingExports:
-    pose_id: uuid.UUID
-    formats: tuple[str, ...]
-
-
-def zip_contents(
-    generation: Generation, formats: Sequence[ExportFormat] | None
-) -> tuple[list[tuple[str, str]], list[MissingExports]]:
-    """(ZIP entry name, storage key) pairs, and per pose the requested formats not rendered yet.
-
-    Without `formats`, every format each pose has is included and nothing is missing."""
-    entries: list[tuple[str, str]] = []
-    missing: list[MissingExports] = []
-    for pose in generation.poses:
-        recorded: dict[str, str] = dict(pose.export_formats or {})
-        wanted = [fmt.name for fmt in formats] if formats is not None else sorted(recorded)
-        absent = tuple(name for name in wanted if name not in recorded)
-        if absent:
-            missing.append(MissingExports(pose.id, absent))
-        entries.extend(
-            (zip_entry_name(pose.id, name, recorded[name]), recorded[name])
-            for name in wanted
-            if name in recorded
-        )
-    return entries, missing
-
-
-def generation_zip_entries(session: Session, generation_id: uuid.UUID) -> list[tuple[str, str]]:
-    """Every export the generation's poses have, for the generation's stored ZIP."""
-    entries, _ = zip_contents(get_generation(session, generation_id), None)
-    return entries
-
-
-# -- per-user defaults and the nightly selection -------------------------------------------------
-
-
-def get_default_formats(session: Session, user_id: uuid.UUID) -> list[str]:
-    row = session.get(ExportSettings, user_id)
-    return list(row.formats) if row is not None else []
-
-
-def set_default_formats(session: Session, user_id: uuid.UUID, formats: list[str]) -> list[str]:
-    names = [fmt.name for fmt in resolve_formats(formats)] if formats else []
-    row = session.get(ExportSettings, user_id)
-    if row is None:
-        session.add(ExportSettings(user_id=user_id, formats=names))
-    else:
-        row.formats = names
-    session.commit()
-    return names
-
-
-@dataclass(frozen=True)
-class NightlyBatch:
-    """One generation's poses changed in the window, in its owner's chosen formats."""
-
-    generation_id: uuid.UUID
-    user_id: uuid.UUID
-    pose_ids: tuple[uuid.UUID, ...]
-    formats: tuple[str, ...]
-
-
-def changed_since(session: Session, since: datetime, until: datetime) -> list[NightlyBatch]:
-    """Poses created or changed in [since, until) (creation sets `updated_at` too), grouped by
-    generation, for users who chose nightly formats. Poses mid-change wait for the next night."""
-    rows = session.execute(
-        select(Pose.id, Pose.generation_id, Generation.user_id, ExportSettings.formats)
-        .join(Generation, Pose.generation_id == Generation.id)
-        .join(ExportSettings, ExportSettings.user_id == Generation.user_id)
-        .where(
-            Pose.updated_at >= since,
-            Pose.updated_at < until,
-            Pose.status != PoseStatus.PROCESSING,
-        )
-        .order_by(Generation.id, Pose.created_at)
-    ).all()
-    grouped: dict[uuid.UUID, tuple[uuid.UUID, list[uuid.UUID], list[str]]] = {}
-    for pose_id, generation_id, user_id, formats in rows:
-        if formats:
-            grouped.setdefault(generation_id, (user_id, [], list(formats)))[1].append(pose_id)
-    return [
-        NightlyBatch(gid, uid, tuple(pids), tuple(formats))
-        for gid, (uid, pids, formats) in grouped.items()
-    ]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel, ConfigDict, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import field_validator
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from posegen.db.community import DESCRIPTION_MAX, POSE_NAME_MAX, PoseCategory, PoseLibraryItem
+from posegen.domain.bodies import CamelBody
 from posegen.errors import Conflict, NotFound, ValidationFailed
 from posegen.storage import validate_key
 
@@ -39,13 +39,7 @@ def like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
-
-
-class CategoryCreate(_Body):
+class CategoryCreate(CamelBody):
     """Body of POST /admin/categories."""
 
     name: str
@@ -62,7 +56,7 @@ class CategoryCreate(_Body):
         return clean_text(value, DESCRIPTION_MAX)
 
 
-class LibraryItemCreate(_Body):
+class LibraryItemCreate(CamelBody):
     """Body of POST /admin/library; `imageKey` is a storage key (e.g. from the upload endpoint)."""
 
     name: str

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import field_validator
 from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -33,6 +32,7 @@ from posegen.db.community import (
     RequestStatus,
 )
 from posegen.db.models import Role, User, utcnow
+from posegen.domain.bodies import CamelBody
 from posegen.domain.pose_library import clean_text, like_pattern, require_category
 from posegen.errors import Conflict, NotFound, ValidationFailed
 
@@ -71,13 +71,7 @@ class RequestSort(StrEnum):
     VOTES = "votes"
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
-
-
-class PoseRequestCreate(_Body):
+class PoseRequestCreate(CamelBody):
     """Body of POST /requests."""
 
     pose_name: str
@@ -119,7 +113,7 @@ class PoseRequestCreate(_Body):
         return value
 
 
-class AdminAction(_Body):
+class AdminAction(CamelBody):
     """Body of approve / reject / start: optional notes (reject requires them)."""
 
     admin_notes: str | None = None
@@ -554,29 +548,20 @@ def announce_status_change(change: StatusChange) -> None:
     would start a temporary server in this process, so then the event is only logged.
     """
     try:
-        from prefect.events import emit_event
         from prefect.settings import PREFECT_API_URL
 
-        from posegen.orchestration import (
-            EVENT_POSE_REQUEST_STATUS_CHANGED,
-            pose_request_resource,
-            user_related,
-        )
+        from posegen.events import emit_pose_request_status_changed
 
         if not PREFECT_API_URL.value():
             logger.info("PREFECT_API_URL not set; not emitting %s", change)
             return
-        emit_event(
-            event=EVENT_POSE_REQUEST_STATUS_CHANGED,
-            resource=pose_request_resource(change.request_id),
-            related=[user_related(change.requester_id)],
-            payload={
-                "requestId": str(change.request_id),
-                "from": change.from_status.value,
-                "to": change.to_status.value,
-                "notes": change.notes,
-                "adminId": str(change.admin_id),
-            },
+        emit_pose_request_status_changed(
+            request_id=change.request_id,
+            requester_id=change.requester_id,
+            from_status=change.from_status.value,
+            to_status=change.to_status.value,
+            notes=change.notes,
+            admin_id=change.admin_id,
         )
     except Exception:
         logger.exception("Could not emit the status-change event for %s", change.request_id)

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from posegen.db.models import Generation, Pose, User
 from posegen.errors import NotFound
-from posegen.imaging.decoding import encode_png, open_image
+from posegen.imaging.decoding import open_image
+from posegen.imaging.encoding import encode_png
 from posegen.storage import Storage
 
 

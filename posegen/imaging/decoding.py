@@ -1,4 +1,4 @@
-"""Turning untrusted image bytes into a clean RGB/RGBA image, and images back into PNG bytes.
+"""Turning untrusted image bytes into a clean RGB/RGBA image (PNG bytes: `encoding.encode_png`).
 
 Every image that enters posegen from outside (uploads, remote URLs, FLUX results) goes through
 `open_image`, so the checks against hostile or broken files live in one place, and the rest of
@@ -8,7 +8,6 @@ the code can assume an upright, 8-bit, sRGB, metadata-free RGB or RGBA image.
 from __future__ import annotations
 
 import io
-import zlib
 from typing import Final
 
 import numpy as np
@@ -45,38 +44,6 @@ def open_image(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
     clean = _to_srgb(upright)
     clean.info = {}
     return clean
-
-
-def encode_png(image: Image.Image, *, intermediate: bool = False) -> bytes:
-    """PNG bytes with no metadata (no EXIF, ICC, text or DPI), quick to write.
-
-    RGB or RGBA, except that a greyscale ("L") image such as a mask stays one channel: a third
-    of the size, and `convert("L")` after reading it back as RGB gives the same values.
-    `optimize` is off: it costs several times the encoding time for a few percent of size, and
-    posegen writes PNGs on the request path of every background change and export.
-
-    zlib's run-length strategy instead of its default: after PNG's per-row filters a photo
-    leaves few long matches for deflate to find, so RLE comes within a few percent of level
-    6's size (smaller on solid backgrounds) in a quarter of the time. `intermediate`: a file
-    only posegen reads back (a mask, a built background) takes level 1, the fastest there is.
-    """
-    if image.mode == "L" and not image.has_transparency_data:
-        mode = "L"
-    else:
-        mode = "RGBA" if _has_alpha(image) else "RGB"
-    # convert() always returns a new image, so clearing its info cannot touch the caller's.
-    clean = image.convert(mode)
-    clean.info = {}
-    buffer = io.BytesIO()
-    clean.save(buffer, format="PNG", optimize=False, **png_options(intermediate=intermediate))
-    return buffer.getvalue()
-
-
-def png_options(*, intermediate: bool = False) -> dict[str, int]:
-    """Pillow PNG save options: see `encode_png` (bench/change_bench.py measures both)."""
-    if intermediate:
-        return {"compress_level": 1}
-    return {"compress_level": 6, "compress_type": zlib.Z_RLE}
 
 
 def _open_header(data: bytes, limit: int) -> ImageFile.ImageFile:
@@ -164,7 +131,7 @@ def _to_srgb(image: Image.Image) -> Image.Image:
     """8-bit RGB, or RGBA when the image has transparency, with colours converted to sRGB."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         image = _sixteen_bit_grey_to_l(image)
-    mode = "RGBA" if _has_alpha(image) else "RGB"
+    mode = "RGBA" if has_alpha(image) else "RGB"
     icc = image.info.get("icc_profile")
     if icc and image.mode in ("RGB", "RGBA", "CMYK"):
         converted = _convert_with_profile(image, icc, mode)
@@ -195,5 +162,6 @@ def _convert_with_profile(image: Image.Image, icc: bytes, mode: str) -> Image.Im
     return converted
 
 
-def _has_alpha(image: Image.Image) -> bool:
+def has_alpha(image: Image.Image) -> bool:
+    """Whether the image has an alpha channel or a transparency key (used or not)."""
     return image.mode in ("RGBA", "LA", "La", "RGBa", "PA") or image.has_transparency_data

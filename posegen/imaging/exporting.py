@@ -30,9 +30,9 @@ from posegen.domain.exports import (
     export_key,
     zip_key,
 )
-from posegen.errors import PosegenError, TransientError
-from posegen.imaging.decoding import encode_png, open_image
-from posegen.imaging.encoding import encode_export
+from posegen.errors import PosegenError, is_retryable
+from posegen.imaging.decoding import open_image
+from posegen.imaging.encoding import encode_export, encode_png
 from posegen.imaging.reframe import (
     Box,
     Framing,
@@ -85,7 +85,7 @@ class PoseExport:
 def may_heal(error: object) -> bool:
     """Worth retrying: a network or storage hiccup, or an error we did not foresee. Our own
     errors (a corrupt image, a missing pose, a limit the image cannot meet) recur every time."""
-    return isinstance(error, TransientError) or not isinstance(error, PosegenError)
+    return is_retryable(error, unforeseen=True)
 
 
 def failure_message(error: object) -> str:

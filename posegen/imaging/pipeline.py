@@ -22,7 +22,8 @@ from PIL import Image
 from posegen.domain.background import BackgroundChange, PoseImages
 from posegen.imaging.backgrounds import source_for
 from posegen.imaging.compositing import composite
-from posegen.imaging.decoding import encode_png, open_image
+from posegen.imaging.decoding import open_image
+from posegen.imaging.encoding import encode_png
 from posegen.imaging.segmentation import cutout, segment
 from posegen.storage import Storage
 

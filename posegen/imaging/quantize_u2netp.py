@@ -1,4 +1,4 @@
-"""u2netp quantized to int8 (`u2netp_int8`): how posegen makes the file, and its rembg session.
+"""u2netp quantized to int8 (`u2netp_int8`): how posegen makes the file (a build-time tool).
 
 rembg publishes no int8 u2netp, so `posegen models fetch --model u2netp_int8` quantizes the
 verified u2netp here: static quantization with onnxruntime, QDQ format, uint8 activations and
@@ -7,7 +7,8 @@ photos fed exactly as `segment()` feeds the model. On a CPU with AVX512-VNNI its
 2.1-2.6x faster than u2netp's, and its masks match rembg's own u2netp masks at IoU >= 0.99 on
 the sample photos (bench/RESULTS.md, "u2netp int8").
 
-Importing this module imports rembg; onnx and the quantizer are imported only by `quantize`.
+Its rembg session is `posegen.imaging.u2netp_int8_session`; onnx and the quantizer are imported
+only by `quantize`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 from PIL import Image
-from rembg.sessions.u2netp import U2netpSession
 
 from posegen.errors import PermanentError
+from posegen.imaging.model_files import U2NETP_MD5, model_path
+from posegen.imaging.segmentation import get_session, model_sized
 
 if TYPE_CHECKING:
     from rembg.sessions.base import BaseSession
@@ -35,25 +37,6 @@ FLOAT_NODES: Final = ("Concat_786", "Conv_787")
 _OPSET: Final = 13
 
 
-class U2netpInt8Session(U2netpSession):
-    """rembg's u2netp session (same input, same mask post-processing) on the int8 file."""
-
-    @classmethod
-    def download_models(cls, *args, **kwargs) -> str:
-        """The int8 file's path. Never downloads: posegen makes the file
-        (`posegen models fetch --model u2netp_int8`); a missing file is an error here."""
-        path = Path(cls.model_dir(*args, **kwargs)) / f"{cls.name()}.onnx"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} is missing: run `posegen models fetch --model u2netp_int8`."
-            )
-        return str(path)
-
-    @classmethod
-    def name(cls, *args, **kwargs) -> str:
-        return "u2netp_int8"
-
-
 def quantize() -> bytes:
     """The int8 model made from the verified u2netp, which must be in place
     (`fetch_model("u2netp")`). The same inputs give the same bytes."""
@@ -62,9 +45,6 @@ def quantize() -> bytes:
     from onnxruntime import __version__ as onnxruntime_version
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from posegen.imaging.model_files import U2NETP_MD5, model_path
-    from posegen.imaging.segmentation import get_session
 
     source = version_converter.convert_version(onnx.load(str(model_path("u2netp"))), _OPSET)
     with tempfile.TemporaryDirectory(prefix="posegen-u2netp-int8-") as folder:
@@ -114,11 +94,9 @@ class _Calibration:
 
 def _calibration_inputs(session: BaseSession) -> Iterator[dict[str, np.ndarray]]:
     # segment()'s shrink, then rembg's u2netp normalisation (U2netpSession.predict's constants).
-    from posegen.imaging.segmentation import _model_sized
-
     for photo in sorted(Path(str(files("posegen") / "samples")).glob("*.jpg")):
         with Image.open(photo) as image:
             rgb = image.convert("RGB")
         yield session.normalize(
-            _model_sized(rgb, session), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (320, 320)
+            model_sized(rgb, session), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (320, 320)
         )

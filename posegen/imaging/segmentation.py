@@ -25,7 +25,6 @@ from posegen.imaging.model_files import (
     configure_rembg_home,
     has_model,
     model_path,
-    usable_models,
 )
 
 if TYPE_CHECKING:
@@ -66,7 +65,7 @@ def segment(image: Image.Image, *, model: str | None = None) -> Image.Image:
     session = get_session(model)
     alpha = image.convert("RGBA").getchannel("A") if image.has_transparency_data else None
     rgb = _flatten_on_white(image) if alpha is not None else image.convert("RGB")
-    masks = session.predict(_model_sized(rgb, session))
+    masks = session.predict(model_sized(rgb, session))
     if not masks:
         raise RuntimeError(f"rembg session {session.model_name!r} returned no mask")
     mask = masks[0].convert("L")
@@ -89,7 +88,48 @@ def cutout(image: Image.Image, mask: Image.Image) -> Image.Image:
     return subject
 
 
-def _model_sized(image: Image.Image, session: BaseSession) -> Image.Image:
+def usable_models() -> list[str]:
+    """rembg models posegen can segment with: local, credential-free, one file named after them.
+
+    Excluded: remote backends (they would send users' photos to a third party), `*_custom`
+    sessions (they need a model path) and `sam` (it needs prompts and ships two files).
+    Included: posegen's own sessions, `selfie` and `u2netp_int8`, registered with rembg here.
+    Imports rembg, so only call it where rembg is about to be used anyway.
+    """
+    configure_rembg_home()
+    from rembg.sessions import sessions
+
+    from posegen.imaging.selfie_session import SelfieSession
+    from posegen.imaging.u2netp_int8_session import U2netpInt8Session
+
+    for own_session in (SelfieSession, U2netpInt8Session):
+        _register(own_session)
+    return sorted(
+        name
+        for name, session_class in sessions.items()
+        if session_class.is_local()
+        and not session_class.requires_credentials()
+        and not name.endswith("_custom")
+        and name != "sam"
+    )
+
+
+def _register(session_class: type[BaseSession]) -> None:
+    """Make a session of posegen's a name `rembg.new_session` knows (idempotent). Not among
+    rembg's downloadable models: `rembg d` cannot fetch it."""
+    from rembg import sessions as rembg_sessions
+
+    name = session_class.name()
+    if name in rembg_sessions.sessions:
+        return
+    rembg_sessions.sessions[name] = session_class
+    # rembg's factory and CLI hold these very lists, so appending reaches them.
+    rembg_sessions.sessions_class.append(session_class)
+    rembg_sessions.sessions_names.append(name)
+    rembg_sessions.sessions_names_no_credentials.append(name)
+
+
+def model_sized(image: Image.Image, session: BaseSession) -> Image.Image:
     """`image` at the model's fixed input size, so `predict` neither resizes the full photo nor
     upscales the mask to it (the caller upscales the mask once); unchanged for a model whose
     input size is not fixed, or when the photo is already smaller. A session with several input

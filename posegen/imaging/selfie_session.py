@@ -6,7 +6,7 @@ stretched to its input, as MediaPipe feeds it, and returns a person probability;
 that probability, not min-max stretched like u2netp's, so a photo without a person can come out
 empty where u2netp always finds some subject.
 
-Importing this module imports rembg; `model_files.usable_models` registers `selfie` with rembg.
+Importing this module imports rembg; `segmentation.usable_models` registers `selfie` with rembg.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 from PIL import Image
 
 from posegen.imaging import segmentation
-from posegen.imaging.decoding import encode_png
+from posegen.imaging.encoding import encode_png
 
 
 def warm_up() -> None:

@@ -116,7 +116,7 @@ def generation_page(
     generation = get_owned_generation(
         session, viewer.user.id, parse_id(generation_id, "Generation not found")
     )
-    shown = schemas.Generation.of(generation, storage)
+    shown = schemas.GenerationOut.of(generation, storage)
     zip_key = export_domain.zip_key(generation.id)
     data = {
         "generation": _json(shown),
@@ -140,7 +140,7 @@ def pose_page(
     storage: StorageDep,
 ) -> HTMLResponse:
     pose = get_owned_pose(session, viewer.user.id, parse_id(pose_id, "Pose not found"))
-    shown = schemas.Pose.of(pose, storage)
+    shown = schemas.PoseOut.of(pose, storage)
     data = {
         "pose": _json(shown),
         "size": [pose.width, pose.height],

@@ -18,7 +18,7 @@ from prefect.events import Event, emit_event
 from posegen.api import event_stream
 from posegen.api.app import create_app
 from posegen.config import reset_settings
-from posegen.orchestration import EVENT_BACKGROUND_COMPLETED, pose_resource, user_related
+from posegen.events import EVENT_BACKGROUND_COMPLETED, pose_resource, user_related
 from tests.api.conftest import BASE, Account
 from tests.sse import EventStream, serve_api
 

@@ -102,8 +102,8 @@ def store_exact_mask(pose_id: uuid.UUID, offset: int = 0) -> None:
     """Give a pose made by `small_subject_png` its exact mask, as a background change would."""
     from posegen.db.session import session_scope
     from posegen.domain.background import pose_images
-    from posegen.domain.exports import record_mask
-    from posegen.imaging.decoding import encode_png
+    from posegen.domain.export_records import record_mask
+    from posegen.imaging.encoding import encode_png
     from posegen.storage import get_storage
 
     mask = synthetic_pose((120, 160), (50 + offset, 30, 80 + offset, 140)).mask

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from posegen.domain.export_requests import ExportRequest
 from posegen.domain.exports import (
     FORMATS,
     Category,
-    ExportRequest,
     FileType,
     SafeArea,
     parse_format_list,

@@ -15,7 +15,7 @@ from PIL import Image
 
 from posegen.domain.exports import FORMATS, ExportSource, resolve_format
 from posegen.errors import PermanentError, TransientError
-from posegen.imaging.decoding import encode_png
+from posegen.imaging.encoding import encode_png
 from posegen.imaging.exporting import ExportRun
 from posegen.storage import Storage
 from tests.exports.conftest import synthetic_pose

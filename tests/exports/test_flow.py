@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from posegen.domain.exports import ExportRequest, zip_key
-from posegen.orchestration import EVENT_EXPORT_COMPLETED, EVENT_EXPORT_FAILED
+from posegen.domain.export_requests import ExportRequest
+from posegen.domain.exports import zip_key
+from posegen.events import EVENT_EXPORT_COMPLETED, EVENT_EXPORT_FAILED
 from posegen.storage import get_storage
 from tests.events import wait_for_events
 from tests.exports.conftest import load_pose, small_subject_png, store_exact_mask

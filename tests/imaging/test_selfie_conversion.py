@@ -26,7 +26,8 @@ from posegen.imaging.convert_selfie import (
     convert,
     input_size,
 )
-from posegen.imaging.model_files import SELFIE_SOURCES, fetch_model, has_model, model_path
+from posegen.imaging.fetch_models import fetch_model
+from posegen.imaging.model_files import SELFIE_SOURCES, has_model, model_path
 
 SAMPLES = Path(__file__).resolve().parents[2] / "posegen" / "samples"
 PEOPLE_PHOTOS = ("astronaut.jpg", "astronaut-portrait.jpg", "cameraman.jpg")

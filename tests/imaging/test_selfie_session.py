@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from posegen.errors import ServiceUnavailable
-from posegen.imaging.model_files import fetch_model, usable_models
-from posegen.imaging.segmentation import get_session, segment
+from posegen.imaging.fetch_models import fetch_model
+from posegen.imaging.segmentation import get_session, segment, usable_models
 
 if TYPE_CHECKING:
     # Importing it imports rembg (seconds): only the tests that use it pay for that.

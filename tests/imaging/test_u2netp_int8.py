@@ -10,14 +10,9 @@ import onnx
 import pytest
 from PIL import Image
 
-from posegen.imaging.model_files import (
-    U2NETP_MD5,
-    fetch_model,
-    has_model,
-    model_path,
-    usable_models,
-)
-from posegen.imaging.segmentation import get_session, segment
+from posegen.imaging.fetch_models import fetch_model
+from posegen.imaging.model_files import U2NETP_MD5, has_model, model_path
+from posegen.imaging.segmentation import get_session, segment, usable_models
 
 if TYPE_CHECKING:
     from rembg.sessions.base import BaseSession

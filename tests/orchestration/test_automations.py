@@ -8,12 +8,8 @@ from collections.abc import Iterator
 import pytest
 from prefect.client.orchestration import get_client
 
-from posegen.orchestration import (
-    RECONCILE_AUTOMATION,
-    RECONCILER_DEPLOYMENT,
-    ZOMBIE_AUTOMATION,
-    ensure_automations,
-)
+from posegen.config import get_settings
+from posegen.orchestration import RECONCILE_AUTOMATION, ZOMBIE_AUTOMATION, ensure_automations
 
 
 @pytest.fixture
@@ -69,4 +65,4 @@ def test_automations_are_created_once_with_their_triggers(
     }
     assert reconcile.actions[0].type == "run-deployment"
     assert str(reconcile.actions[0].deployment_id) == reconciler_deployment
-    assert RECONCILER_DEPLOYMENT.startswith("refund-reconciler/")
+    assert get_settings().deployment_refund_reconciler.startswith("refund-reconciler/")

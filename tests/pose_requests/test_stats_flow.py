@@ -76,7 +76,7 @@ def test_flow_stores_a_snapshot_and_publishes_both_artifacts(stats_db: str) -> N
 
 
 def test_deployment_runs_hourly() -> None:
-    from deployments.serve import build_deployments
+    from deployments.definitions import build_deployments
 
     (deployment,) = [d for d in build_deployments() if d.name == "pose-request-stats"]
     assert deployment.flow_name == "pose-request-stats"

@@ -281,14 +281,14 @@ class Runner:
         pytest.fail(f"the runner never served {self.deployment}:\n{self.log_tail()}")
 
     def flow_run_processes(self) -> dict[int, int]:
-        from posegen.stack import process_tree
+        from posegen.runtime.processes import process_tree
 
         assert self.process is not None
         return process_tree(self.process.pid)
 
     def kill_everything(self) -> None:
         """SIGKILL the runner and every flow run it started: the machine is gone."""
-        from posegen.stack import still_running
+        from posegen.runtime.processes import still_running
 
         assert self.process is not None
         tree = self.flow_run_processes()

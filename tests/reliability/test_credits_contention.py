@@ -20,7 +20,8 @@ from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 from prefect.states import Cancelled
 
-from posegen.api.app import BASE_PATH, create_app
+from posegen.api.app import create_app
+from posegen.api.paths import BASE_PATH
 from posegen.auth import create_token
 from tests.reliability.conftest import Owner, assert_invariant, load_pose, reconcile, run_state
 from tests.sse import serve_api
@@ -32,7 +33,7 @@ RUN_TO_COMPLETION = 3
 SOLID = {"backgroundMode": "solid_color", "backgroundColor": "#20B2AA"}
 
 
-async def _fire(
+async def fire(
     base: str, token: str, pose_ids: list[uuid.UUID], timeout: float = 120
 ) -> list[httpx.Response]:
     """One request per pose, all in flight together (one connection each)."""
@@ -74,7 +75,7 @@ def test_200_concurrent_changes_accept_exactly_what_the_balance_covers(
 
     with serve_api(create_app()) as base:
         started = time.monotonic()
-        responses = asyncio.run(_fire(base, token, owner.pose_ids))
+        responses = asyncio.run(fire(base, token, owner.pose_ids))
         elapsed = time.monotonic() - started
 
     statuses = Counter(response.status_code for response in responses)

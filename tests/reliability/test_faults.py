@@ -21,7 +21,8 @@ from prefect.states import Cancelling, State
 from sqlalchemy.orm import Session
 
 import flows.background_change as flow_module
-from posegen.api.app import BASE_PATH, create_app
+from posegen.api.app import create_app
+from posegen.api.paths import BASE_PATH
 from posegen.auth import create_token
 from posegen.config import reset_settings
 from posegen.domain import background as domain

@@ -21,7 +21,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from posegen.api.app import BASE_PATH, create_app
+from posegen.api.app import create_app
+from posegen.api.paths import BASE_PATH
 from posegen.auth import create_token
 from posegen.db.models import CreditTransaction, User
 from posegen.db.session import session_scope
@@ -33,9 +34,9 @@ from tests.reliability.conftest import (
     run_state,
     wait_for_run,
 )
-from tests.reliability.test_credits_contention import COST, COVERED, REQUESTS, _fire
+from tests.reliability.test_credits_contention import COST, COVERED, REQUESTS, fire
 from tests.sse import serve_api
-from tests.test_stack import STARTUP_TIMEOUT, _free_ports, _Output, _value
+from tests.stack_harness import STARTUP_TIMEOUT, StackOutput, free_ports, printed_value
 
 pytestmark = pytest.mark.soak
 
@@ -51,7 +52,7 @@ def test_every_accepted_change_of_a_contended_burst_completes_through_the_runner
     with serve_api(create_app()) as base:
         started = time.monotonic()
         # The runner's flow runs share the machine and the SQLite-backed Prefect test server.
-        responses = asyncio.run(_fire(base, token, owner.pose_ids, timeout=600))
+        responses = asyncio.run(fire(base, token, owner.pose_ids, timeout=600))
         submitted = time.monotonic() - started
     assert Counter(r.status_code for r in responses) == {202: COVERED, 403: REQUESTS - COVERED}
     runs = {
@@ -116,7 +117,7 @@ class _Stack:
     """`posegen up` on a fixed home and fixed ports, so a restart finds the same state."""
 
     def __init__(self, home: Path) -> None:
-        self.api_port, self.prefect_port = _free_ports(2)
+        self.api_port, self.prefect_port = free_ports(2)
         self.env = {
             **os.environ,
             "POSEGEN_HOME": str(home),
@@ -129,7 +130,7 @@ class _Stack:
         self.base = f"http://127.0.0.1:{self.api_port}{BASE_PATH}"
         self.prefect = f"http://127.0.0.1:{self.prefect_port}/api"
         self.process: subprocess.Popen[str] | None = None
-        self.output: _Output | None = None
+        self.output: StackOutput | None = None
 
     def start(self) -> str:
         self.process = subprocess.Popen(
@@ -140,7 +141,7 @@ class _Stack:
             text=True,
         )
         assert self.process.stdout is not None
-        self.output = _Output(self.process.stdout)
+        self.output = StackOutput(self.process.stdout)
         return self.output.wait_for("Ctrl-C stops everything", STARTUP_TIMEOUT)
 
     def stop(self) -> None:
@@ -207,7 +208,7 @@ def test_restarting_the_whole_stack_loses_no_submitted_or_finished_work(tmp_path
     stack = _Stack(tmp_path / "home")
     try:
         printed = stack.start()
-        token, pose_id = _value(printed, "user token"), _value(printed, "demo pose")
+        token, pose_id = printed_value(printed, "user token"), printed_value(printed, "demo pose")
         user_id = str(uuid.UUID(_token_subject(token)))
         headers = {"Authorization": f"Bearer {token}"}
         generation = stack.pose(pose_id, headers)["generationId"]

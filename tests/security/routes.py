@@ -15,8 +15,8 @@ from typing import Any
 import fastapi.routing
 from fastapi import FastAPI
 
-from posegen.api.app import BASE_PATH
 from posegen.api.deps import get_admin_user, get_current_user
+from posegen.api.paths import BASE_PATH
 from posegen.web.deps import get_viewer
 
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")

@@ -29,8 +29,8 @@ from posegen.api.app import create_app
 from posegen.auth import create_token
 from posegen.config import get_settings, reset_settings
 from posegen.domain.background import BackgroundChange
+from posegen.events import EVENT_BACKGROUND_FAILED
 from posegen.logging import configure_logging
-from posegen.orchestration import EVENT_BACKGROUND_FAILED
 from posegen.storage import get_storage
 from tests.api.conftest import BASE, Account, Generated, balance
 from tests.events import wait_for_events

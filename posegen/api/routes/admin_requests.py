@@ -31,7 +31,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("", response_model=Paginated[schemas.AdminPoseRequest])
+@router.get("", response_model=Paginated[schemas.AdminPoseRequestOut])
 def list_requests(
     admin: AdminUser,
     session: SessionDep,
@@ -40,7 +40,7 @@ def list_requests(
     category_id: Annotated[uuid.UUID | None, Query(alias="categoryId")] = None,
     search: Annotated[str | None, Query(max_length=100)] = None,
     sort: RequestSort = RequestSort.NEWEST,
-) -> Paginated[schemas.AdminPoseRequest]:
+) -> Paginated[schemas.AdminPoseRequestOut]:
     items, total = domain.list_all_requests(
         session,
         status=status,
@@ -73,57 +73,57 @@ def stats_history(
     return paginated([schemas.StatsSnapshot.of(s) for s in items], page, total)
 
 
-@router.get("/{request_id}", response_model=schemas.AdminPoseRequestDetail, responses=_ERRORS)
+@router.get("/{request_id}", response_model=schemas.AdminPoseRequestDetailOut, responses=_ERRORS)
 def read_request(
     request_id: str, admin: AdminUser, session: SessionDep
-) -> schemas.AdminPoseRequestDetail:
+) -> schemas.AdminPoseRequestDetailOut:
     request = domain.get_request(session, parse_id(request_id, domain.NOT_FOUND))
     changes = domain.history(session, request.id)
     return schemas.admin_pose_request_detail(session, admin, request, changes)
 
 
-@router.post("/{request_id}/approve", response_model=schemas.AdminPoseRequestDetail)
+@router.post("/{request_id}/approve", response_model=schemas.AdminPoseRequestDetailOut)
 def approve(
     request_id: str, admin: AdminUser, session: SessionDep, body: AdminAction | None = None
-) -> schemas.AdminPoseRequestDetail:
+) -> schemas.AdminPoseRequestDetailOut:
     return _move(session, admin, request_id, RequestStatus.APPROVED, body or AdminAction())
 
 
 @router.post(
-    "/{request_id}/reject", response_model=schemas.AdminPoseRequestDetail, responses=_ERRORS
+    "/{request_id}/reject", response_model=schemas.AdminPoseRequestDetailOut, responses=_ERRORS
 )
 def reject(
     request_id: str, admin: AdminUser, session: SessionDep, body: AdminAction | None = None
-) -> schemas.AdminPoseRequestDetail:
+) -> schemas.AdminPoseRequestDetailOut:
     """`adminNotes` is required: the requester is told why."""
     return _move(session, admin, request_id, RequestStatus.REJECTED, body or AdminAction())
 
 
 @router.post(
-    "/{request_id}/start", response_model=schemas.AdminPoseRequestDetail, responses=_ERRORS
+    "/{request_id}/start", response_model=schemas.AdminPoseRequestDetailOut, responses=_ERRORS
 )
 def start(
     request_id: str, admin: AdminUser, session: SessionDep, body: AdminAction | None = None
-) -> schemas.AdminPoseRequestDetail:
+) -> schemas.AdminPoseRequestDetailOut:
     return _move(session, admin, request_id, RequestStatus.IN_PROGRESS, body or AdminAction())
 
 
 @router.post(
-    "/{request_id}/complete", response_model=schemas.AdminPoseRequestDetail, responses=_ERRORS
+    "/{request_id}/complete", response_model=schemas.AdminPoseRequestDetailOut, responses=_ERRORS
 )
 def complete(
     request_id: str, admin: AdminUser, session: SessionDep, body: CompleteAction | None = None
-) -> schemas.AdminPoseRequestDetail:
+) -> schemas.AdminPoseRequestDetailOut:
     """`poseLibraryId` is required and must name an existing library pose."""
     return _move(session, admin, request_id, RequestStatus.COMPLETED, body or CompleteAction())
 
 
 @router.patch(
-    "/{request_id}/notes", response_model=schemas.AdminPoseRequestDetail, responses=_ERRORS
+    "/{request_id}/notes", response_model=schemas.AdminPoseRequestDetailOut, responses=_ERRORS
 )
 def update_notes(
     request_id: str, body: NotesUpdate, admin: AdminUser, session: SessionDep
-) -> schemas.AdminPoseRequestDetail:
+) -> schemas.AdminPoseRequestDetailOut:
     """Replace the admin notes (null or blank clears them); the status does not change."""
     request_uuid = parse_id(request_id, domain.NOT_FOUND)
     request = domain.update_admin_notes(session, request_uuid, body)
@@ -140,7 +140,7 @@ def delete_request(request_id: str, admin: AdminUser, session: SessionDep) -> Re
 
 def _move(
     session: Session, admin: User, request_id: str, target: RequestStatus, body: AdminAction
-) -> schemas.AdminPoseRequestDetail:
+) -> schemas.AdminPoseRequestDetailOut:
     """Change the status, tell the requester (best effort), answer with the updated request."""
     change = domain.change_status(
         session, admin, parse_id(request_id, domain.NOT_FOUND), target, body

@@ -19,19 +19,12 @@ from posegen.api.deps import CurrentUser, SessionDep, StorageDep, parse_id
 from posegen.api.flow_runs import submit_export
 from posegen.api.rate_limit import RESPONSES as RATE_LIMITED
 from posegen.api.rate_limit import Bucket, per_user
-from posegen.api.schemas import _Response
+from posegen.api.schemas import CamelResponse
 from posegen.db.models import User
-from posegen.domain import exports as domain
-from posegen.domain.exports import (
-    CUSTOM_MAX_SIDE,
-    CUSTOM_MIN_SIDE,
-    FORMATS,
-    Category,
-    ExportFormat,
-    ExportFormatsSetting,
-    ExportRequest,
-    RegenerateExport,
-)
+from posegen.domain import export_records as records
+from posegen.domain import exports as catalog
+from posegen.domain.export_requests import ExportFormatsSetting, ExportRequest, RegenerateExport
+from posegen.domain.exports import CUSTOM_MAX_SIDE, CUSTOM_MIN_SIDE, FORMATS, Category, ExportFormat
 from posegen.domain.poses import get_owned_generation, get_owned_pose
 from posegen.errors import Conflict
 from posegen.imaging.exporting import ZIP_CONTENT_TYPE, iter_file, write_zip
@@ -49,14 +42,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class SafeAreaOut(_Response):
+class SafeAreaOut(CamelResponse):
     top: int
     right: int
     bottom: int
     left: int
 
 
-class ExportFormatOut(_Response):
+class ExportFormatOut(CamelResponse):
     name: str
     display_name: str
     width: int | None
@@ -86,19 +79,19 @@ class ExportFormatOut(_Response):
         )
 
 
-class CustomSize(_Response):
+class CustomSize(CamelResponse):
     syntax: str
     min_side: int
     max_side: int
 
 
-class ExportCatalog(_Response):
+class ExportCatalog(CamelResponse):
     formats: list[ExportFormatOut]
     categories: list[str]
     custom: CustomSize
 
 
-class ExportAccepted(_Response):
+class ExportAccepted(CamelResponse):
     generation_id: uuid.UUID
     flow_run_id: uuid.UUID
     formats: list[str]
@@ -106,19 +99,19 @@ class ExportAccepted(_Response):
     zip_url: str
 
 
-class GenerationResults(_Response):
+class GenerationResults(CamelResponse):
     generation_id: uuid.UUID
     zip_url: str | None
-    poses: list[schemas.Pose]
+    poses: list[schemas.PoseOut]
 
 
-class ExportRegenerated(_Response):
+class ExportRegenerated(CamelResponse):
     pose_id: uuid.UUID
     format: str
     export_url: str
 
 
-class ExportFormatsOut(_Response):
+class ExportFormatsOut(CamelResponse):
     formats: list[str]
 
 
@@ -163,15 +156,15 @@ async def start_export(
         flow_run_id=flow_run_id,
         formats=list(plan.formats),
         pose_ids=list(plan.pose_ids),
-        zip_url=storage.client_url(domain.zip_key(generation_uuid)),
+        zip_url=storage.client_url(catalog.zip_key(generation_uuid)),
     )
 
 
 def _plan(
     session: Session, user: User, generation_id: uuid.UUID, request: ExportRequest
-) -> domain.ExportPlan:
+) -> records.ExportPlan:
     get_owned_generation(session, user.id, generation_id)
-    return domain.plan_export(session, generation_id, request)
+    return records.plan_export(session, generation_id, request)
 
 
 @router.get(
@@ -183,11 +176,11 @@ def read_results(
     """The poses with their export URLs (`exportFormats`) and the ZIP once one was built."""
     generation_uuid = parse_id(generation_id, _GENERATION_NOT_FOUND)
     generation = get_owned_generation(session, user.id, generation_uuid)
-    key = domain.zip_key(generation.id)
+    key = catalog.zip_key(generation.id)
     return GenerationResults(
         generation_id=generation.id,
         zip_url=storage.client_url(key) if storage.exists(key) else None,
-        poses=[schemas.Pose.of(pose, storage) for pose in generation.poses],
+        poses=[schemas.PoseOut.of(pose, storage) for pose in generation.poses],
     )
 
 
@@ -215,8 +208,8 @@ def download_export_zip(
     events): the answer is 409 naming what is missing, so the client can start an export."""
     generation_uuid = parse_id(generation_id, _GENERATION_NOT_FOUND)
     generation = get_owned_generation(session, user.id, generation_uuid)
-    wanted = domain.parse_format_list(formats) if formats is not None else None
-    entries, missing = domain.zip_contents(generation, wanted)
+    wanted = catalog.parse_format_list(formats) if formats is not None else None
+    entries, missing = records.zip_contents(generation, wanted)
     if missing:
         raise Conflict(
             "Some requested formats are not rendered yet: start an export for them first.",
@@ -264,7 +257,7 @@ def regenerate_pose_export(
 ) -> ExportRegenerated:
     """Re-render one format of one pose now; only that file is replaced."""
     pose = get_owned_pose(session, user.id, parse_id(pose_id, _POSE_NOT_FOUND))
-    rendered = regenerate_export(session, storage, pose, domain.resolve_format(body.format))
+    rendered = regenerate_export(session, storage, pose, catalog.resolve_format(body.format))
     return ExportRegenerated(
         pose_id=pose.id, format=rendered.format, export_url=storage.client_url(rendered.key)
     )
@@ -272,7 +265,7 @@ def regenerate_pose_export(
 
 @router.get("/settings/export-formats", response_model=ExportFormatsOut)
 def read_export_formats_setting(user: CurrentUser, session: SessionDep) -> ExportFormatsOut:
-    return ExportFormatsOut(formats=domain.get_default_formats(session, user.id))
+    return ExportFormatsOut(formats=records.get_default_formats(session, user.id))
 
 
 @router.put("/settings/export-formats", response_model=ExportFormatsOut, responses=_ERRORS)
@@ -280,4 +273,4 @@ def update_export_formats_setting(
     body: ExportFormatsSetting, user: CurrentUser, session: SessionDep
 ) -> ExportFormatsOut:
     """The formats the nightly export renders for your new and changed poses; [] turns it off."""
-    return ExportFormatsOut(formats=domain.set_default_formats(session, user.id, body.formats))
+    return ExportFormatsOut(formats=records.set_default_formats(session, user.id, body.formats))

@@ -33,26 +33,26 @@ def read_generations(
     return paginated([schemas.GenerationSummary.of(item, storage) for item in items], page, total)
 
 
-@router.post("/generations", status_code=201, response_model=schemas.Generation)
+@router.post("/generations", status_code=201, response_model=schemas.GenerationOut)
 def new_generation(
     user: CurrentUser, session: SessionDep, storage: StorageDep
-) -> schemas.Generation:
+) -> schemas.GenerationOut:
     """An empty generation; add its photos with `POST /generations/{id}/poses`."""
-    return schemas.Generation.of(create_generation(session, user.id), storage)
+    return schemas.GenerationOut.of(create_generation(session, user.id), storage)
 
 
-@router.get("/generations/{generation_id}", response_model=schemas.Generation)
+@router.get("/generations/{generation_id}", response_model=schemas.GenerationOut)
 def read_generation(
     generation_id: str, user: CurrentUser, session: SessionDep, storage: StorageDep
-) -> schemas.Generation:
+) -> schemas.GenerationOut:
     generation = get_owned_generation(session, user.id, parse_id(generation_id, _NOT_FOUND))
-    return schemas.Generation.of(generation, storage)
+    return schemas.GenerationOut.of(generation, storage)
 
 
 @router.post(
     "/generations/{generation_id}/poses",
     status_code=201,
-    response_model=schemas.Pose,
+    response_model=schemas.PoseOut,
     openapi_extra=UPLOAD_BODY,
     responses={
         400: {"description": "Not an image we accept, too large, or animated"},
@@ -67,7 +67,7 @@ async def add_generation_pose(
     user: CurrentUser,
     session: SessionDep,
     storage: StorageDep,
-) -> schemas.Pose:
+) -> schemas.PoseOut:
     """Add one photo (multipart field `file`, the same checks and limits as `POST /uploads`).
 
     One request per photo, so a browser can show each file's progress and a refused file
@@ -77,4 +77,4 @@ async def add_generation_pose(
     generation = await run_in_threadpool(get_owned_generation, session, user.id, generation_uuid)
     data = await read_image_field(request)
     pose = await run_in_threadpool(add_pose, session, storage, generation, data)
-    return schemas.Pose.of(pose, storage)
+    return schemas.PoseOut.of(pose, storage)

@@ -42,16 +42,16 @@ def read_library_item(
 @router.get("/categories", response_model=schemas.CategoryList)
 def list_categories(user: CurrentUser, session: SessionDep) -> schemas.CategoryList:
     return schemas.CategoryList(
-        items=[schemas.Category.of(c) for c in domain.list_categories(session)]
+        items=[schemas.CategoryOut.of(c) for c in domain.list_categories(session)]
     )
 
 
-@router.post("/admin/categories", status_code=201, response_model=schemas.Category)
+@router.post("/admin/categories", status_code=201, response_model=schemas.CategoryOut)
 def create_category(
     body: CategoryCreate, admin: AdminUser, session: SessionDep
-) -> schemas.Category:
+) -> schemas.CategoryOut:
     """409 when a category with this name exists."""
-    return schemas.Category.of(domain.create_category(session, body))
+    return schemas.CategoryOut.of(domain.create_category(session, body))
 
 
 @router.post("/admin/library", status_code=201, response_model=schemas.LibraryItem)

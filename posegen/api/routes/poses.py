@@ -42,12 +42,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/poses/{pose_id}", response_model=schemas.Pose)
+@router.get("/poses/{pose_id}", response_model=schemas.PoseOut)
 def read_pose(
     pose_id: str, user: CurrentUser, session: SessionDep, storage: StorageDep
-) -> schemas.Pose:
+) -> schemas.PoseOut:
     pose = get_owned_pose(session, user.id, parse_id(pose_id, _NOT_FOUND))
-    return schemas.Pose.of(pose, storage)
+    return schemas.PoseOut.of(pose, storage)
 
 
 @router.post(

@@ -27,19 +27,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "",
     status_code=201,
-    response_model=schemas.PoseRequest,
+    response_model=schemas.PoseRequestOut,
     responses={**_ERRORS, **RATE_LIMITED},
     dependencies=[per_user(Bucket.REQUESTS)],
 )
 def create_request(
     body: PoseRequestCreate, user: CurrentUser, session: SessionDep
-) -> schemas.PoseRequest:
+) -> schemas.PoseRequestOut:
     """409 when you already have an open request with the same name (case and spacing aside)."""
     request = domain.create_request(session, user, body)
     return schemas.pose_requests(session, user, [request])[0]
 
 
-@router.get("", response_model=Paginated[schemas.PoseRequest])
+@router.get("", response_model=Paginated[schemas.PoseRequestOut])
 def list_own_requests(
     user: CurrentUser,
     session: SessionDep,
@@ -47,7 +47,7 @@ def list_own_requests(
     status: RequestStatus | None = None,
     search: Annotated[str | None, Query(max_length=100)] = None,
     sort: RequestSort = RequestSort.NEWEST,
-) -> Paginated[schemas.PoseRequest]:
+) -> Paginated[schemas.PoseRequestOut]:
     items, total = domain.list_own_requests(
         session,
         user.id,
@@ -71,8 +71,8 @@ def popular_requests(
     return schemas.PoseRequestList(items=schemas.pose_requests(session, user, items))
 
 
-@router.get("/{request_id}", response_model=schemas.PoseRequest, responses=_ERRORS)
-def read_request(request_id: str, user: CurrentUser, session: SessionDep) -> schemas.PoseRequest:
+@router.get("/{request_id}", response_model=schemas.PoseRequestOut, responses=_ERRORS)
+def read_request(request_id: str, user: CurrentUser, session: SessionDep) -> schemas.PoseRequestOut:
     request = domain.get_visible_request(session, user, parse_id(request_id, domain.NOT_FOUND))
     return schemas.pose_requests(session, user, [request])[0]
 

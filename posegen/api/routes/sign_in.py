@@ -11,13 +11,13 @@ from datetime import datetime
 from fastapi import APIRouter
 
 from posegen.api.deps import CurrentUser, SessionDep
-from posegen.api.schemas import _Response
+from posegen.api.schemas import CamelResponse
 from posegen.domain.sign_in import create_login_link
 
 router = APIRouter(tags=["sign-in"])
 
 
-class SignInLink(_Response):
+class SignInLink(CamelResponse):
     url: str
     expires_at: datetime
 

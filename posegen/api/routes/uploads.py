@@ -21,7 +21,8 @@ from posegen.api.rate_limit import RESPONSES as RATE_LIMITED
 from posegen.api.rate_limit import Bucket, per_user
 from posegen.config import get_settings
 from posegen.errors import ValidationFailed
-from posegen.imaging.decoding import encode_png, open_image
+from posegen.imaging.decoding import open_image
+from posegen.imaging.encoding import encode_png
 
 router = APIRouter(tags=["uploads"])
 

@@ -1,4 +1,6 @@
-"""Servers the end-to-end benches run against: a Prefect API on SQLite or on PostgreSQL.
+"""What every bench shares: an isolated home, processes started and polled until they answer,
+the servers the end-to-end benches run against (a Prefect API on SQLite or on PostgreSQL), and
+mask agreement (IoU).
 
 SQLite is what the tests use (`prefect_test_harness`); a burst of writes makes it answer 503
 "database is locked", which the client retries after ~2 s (DESIGN.md, Prefect facts), so a
@@ -17,10 +19,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
+import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,17 +61,74 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def start_process(
+    command: Sequence[str], log: Path, *, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`command` from the project root in its own session, output in `log`."""
+    return subprocess.Popen(
+        list(command),
+        cwd=ROOT,
+        env=env if env is not None else dict(os.environ),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    *,
+    what: str,
+    log: Path,
+    timeout: float,
+    interval: float = 0.5,
+) -> None:
+    """Poll `ready` (an HTTP error counts as not yet) until it holds; fail with the end of the
+    log if the process exits first, or once `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(log.read_text()[-3000:])
+        with contextlib.suppress(httpx.HTTPError):
+            if ready():
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} never answered within {timeout:.0f} s; see {log}")
+        time.sleep(interval)
+
+
+def answers(url: str, timeout: float = 2.0) -> bool:
+    """The URL answers 200 (a readiness check for `wait_until_ready`)."""
+    return httpx.get(url, timeout=timeout).status_code == 200
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def iou(a: Image.Image, b: Image.Image) -> float:
+    """Intersection over union of two masks, each thresholded at 128."""
+    x, y = np.asarray(a) >= 128, np.asarray(b) >= 128
+    union = np.logical_or(x, y).sum()
+    return float(np.logical_and(x, y).sum() / union) if union else 1.0
+
+
 @contextlib.contextmanager
-def pg_database(prefix: str) -> Iterator[str]:
-    """A new database on the local PostgreSQL server (psycopg URL), dropped afterwards."""
+def pg_database(prefix: str, admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
+    """A new database on the PostgreSQL server of `admin_url` (psycopg URL), dropped afterwards."""
     from sqlalchemy import create_engine, text
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -105,31 +166,19 @@ def prefect_api(db: str) -> Iterator[str]:
             "PREFECT_UI_ENABLED": "false",
         }
         command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-        server = subprocess.Popen(
-            [*command, "--port", str(port)],
-            env=env,
-            stdout=(home / "server.log").open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        log = home / "server.log"
+        server = start_process([*command, "--port", str(port)], log, env=env)
         url = f"http://127.0.0.1:{port}/api"
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError((home / "server.log").read_text()[-3000:])
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the Prefect server never answered")
-                time.sleep(0.5)
+            wait_until_ready(
+                server,
+                lambda: answers(f"{url}/health"),
+                what="the Prefect server",
+                log=log,
+                timeout=120,
+            )
             os.environ["PREFECT_API_URL"] = url
             with temporary_settings({PREFECT_API_URL: url}):
                 yield url
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_process(server)

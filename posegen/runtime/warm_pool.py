@@ -42,7 +42,7 @@ from prefect.states import Cancelled, Crashed, Pending, State
 from prefect.types._datetime import now
 from prefect.utilities.engine import propose_state_sync
 
-from posegen.warm_child import child_main
+from posegen.runtime.warm_child import child_main
 
 logger = logging.getLogger("posegen.warm_pool")
 

@@ -1,0 +1,244 @@
+"""`posegen up`: the local stack — Prefect server, the runner serving every deployment, the API —
+started in order, watched as one, and stopped together.
+
+Each child runs in its own process group with its output in `$POSEGEN_HOME/logs/`, so the
+terminal shows only this module's progress, and a Ctrl-C reaches only this process, which then
+stops the children in order: runner and API first (the runner pauses its deployments and ends its
+flow runs, which needs the Prefect server), the Prefect server last.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import httpx
+
+from posegen.api.paths import BASE_PATH
+from posegen.config import Settings, get_settings, reset_settings
+from posegen.runtime.console import console
+from posegen.runtime.processes import STOP_GRACE, Child, Spawner, answers, port_taken
+from posegen.runtime.supervisor import (
+    StartupFailed,
+    Stopped,
+    StopSignals,
+    print_tail,
+    stop_all,
+    supervise,
+    wait_until,
+)
+from posegen.runtime.usage import print_usage
+
+if TYPE_CHECKING:
+    from posegen.demo import DemoData
+
+__all__ = ["run_stack", "stack_environment"]
+
+PREFECT_HOST = "127.0.0.1"
+# The runner asks Prefect for scheduled runs every PREFECT_RUNNER_POLL_FREQUENCY seconds; at
+# Prefect's default (10) a background change would wait up to 10 s before it even starts.
+_RUNNER_POLL_SECONDS = "2"
+
+
+def stack_environment(
+    settings: Settings,
+    *,
+    database_url: str | None = None,
+    storage_url: str | None = None,
+) -> dict[str, str]:
+    """The environment every child gets: one POSEGEN_HOME (absolute, since the runner's flow
+    runs start elsewhere), Prefect pointed at the local server with its state under it, offline."""
+    home = settings.home_dir
+    env = dict(os.environ)
+    env.update(
+        {
+            "POSEGEN_HOME": str(home),
+            "PREFECT_HOME": str(home / "prefect"),
+            "PREFECT_API_URL": settings.local_prefect_api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_RUNNER_POLL_FREQUENCY": _RUNNER_POLL_SECONDS,
+            # Heartbeats let the zombie automation mark a killed run Crashed (then refunded).
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.flows_heartbeat_seconds),
+            # Children write to log files: unbuffered, so a crash leaves its last words there.
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.setdefault("NUMBA_CACHE_DIR", str(home / "numba-cache"))
+    env.setdefault("REMBG_HOME", str(settings.models_dir))
+    if database_url:
+        env["POSEGEN_DATABASE_URL"] = database_url
+    if storage_url:
+        env["POSEGEN_STORAGE_URL"] = storage_url
+    return env
+
+
+def run_stack(database_url: str | None, storage_url: str | None) -> int:
+    """Bring the stack up, print how to use it, and supervise until Ctrl-C/SIGTERM or a child
+    exits; 0 after a requested stop, 1 when startup failed or a child died."""
+    started = time.monotonic()
+    previous_url = os.environ.get("PREFECT_API_URL")
+    env = stack_environment(get_settings(), database_url=database_url, storage_url=storage_url)
+    # This process migrates, seeds and creates the Prefect limits itself, through the same
+    # settings as its children: os.environ is how posegen's and Prefect's settings both see
+    # them, and it must be set before prefect is first imported (it reads them at import).
+    os.environ.update(env)
+    reset_settings()
+    settings = get_settings()
+    if previous_url and previous_url != settings.local_prefect_api_url:
+        console.print(
+            f"[yellow]note:[/yellow] PREFECT_API_URL={previous_url} is ignored; "
+            f"`posegen up` runs its own Prefect server at {settings.local_prefect_api_url}"
+        )
+    children: list[Child] = []
+    with StopSignals() as signals:
+        failure, died = _run_until_stopped(signals, settings, env, children, started)
+        if failure is not None:
+            console.print(f"[red]posegen up failed:[/red] {failure.message}")
+            if failure.log is not None:
+                print_tail(failure.log)
+        elif died is not None:
+            console.print(
+                f"[red]{died.name} exited unexpectedly (code {died.process.returncode})[/red]; "
+                "stopping everything"
+            )
+            print_tail(died.log)
+        if children:
+            console.print(f"stopping (up to {2 * STOP_GRACE:.0f} s)…")
+            stop_all(children)
+            console.print("stopped")
+    return 1 if failure is not None or died is not None else 0
+
+
+def _run_until_stopped(
+    signals: StopSignals,
+    settings: Settings,
+    env: dict[str, str],
+    children: list[Child],
+    started: float,
+) -> tuple[StartupFailed | None, Child | None]:
+    """Start, print, supervise; returns why it ended: a startup failure, the child that died,
+    or neither (Ctrl-C/SIGTERM). Signals are disarmed before it returns, so the shutdown that
+    follows cannot be interrupted half-way and leave children running."""
+    try:
+        try:
+            _refuse_taken_ports(settings)
+            demo = _start(settings, env, children)
+            console.print(
+                f"[bold green]posegen is ready[/bold green] "
+                f"(started in {time.monotonic() - started:.1f} s)"
+            )
+            print_usage(settings, demo)
+            return None, supervise(children)
+        finally:
+            signals.disarm()
+    except Stopped:
+        return None, None
+    except StartupFailed as failure:
+        return failure, None
+    except Exception as exc:  # whatever broke, the children started so far must be stopped
+        console.print_exception()
+        return StartupFailed(f"{type(exc).__name__}: {exc}"), None
+
+
+def _start(settings: Settings, env: dict[str, str], children: list[Child]) -> DemoData:
+    """Start everything, overlapping what does not depend on each other: the API and the demo
+    seed while the Prefect server boots (its ~15 s are most of the startup); the runner last,
+    since serving creates deployments on the server."""
+    from posegen.db.migrate import upgrade
+    from posegen.demo import seed_demo
+    from posegen.imaging.fetch_models import fetch_model
+    from posegen.imaging.model_files import has_model
+    from posegen.storage import get_storage
+
+    logs = settings.home_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    console.print(f"state in {settings.home_dir}, logs in {logs}")
+    if not has_model():
+        # /health reports the model, and every change needs it: fetch it before anything starts.
+        console.print(f"fetching the segmentation model {settings.rembg_model}")
+        fetch_model(settings.rembg_model)
+    upgrade()
+    get_storage().ensure_bucket()
+    settings.jwt_key()  # made once here, before the API could race this process to create it
+    console.print(f"database {settings.database} migrated; storage {settings.storage}")
+    prefect_url = settings.local_prefect_api_url
+    spawn = Spawner(env, logs, children)
+    prefect_bind = ["--host", PREFECT_HOST, "--port", str(settings.prefect_port)]
+    server = spawn("prefect-server", "prefect", "server", "start", *prefect_bind)
+    # An open SSE stream would otherwise hold uvicorn's shutdown forever.
+    api_bind = [
+        "--host",
+        settings.api_host,
+        "--port",
+        str(settings.api_port),
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
+    api = spawn("api", "uvicorn", "posegen.api.app:app", *api_bind)
+    console.print(f"starting the Prefect server ({prefect_url}) and the API")
+    demo = seed_demo()
+    from posegen.orchestration import ensure_limits_sync  # imports prefect: while it boots
+
+    wait_until(lambda: answers(f"{prefect_url}/health"), "the Prefect server", server, children)
+    ensure_limits_sync()
+    runner_started = datetime.now(UTC)
+    runner = spawn("runner", "deployments.serve")
+    console.print("Prefect server up; starting the runner")
+    api_health = f"http://{client_host(settings.api_host)}:{settings.api_port}{BASE_PATH}/health"
+    wait_until(lambda: answers(api_health), "the API", api, children)
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from posegen.orchestration import ensure_automations
+
+    # The automations point at the reconciler's deployment: wait for it as well.
+    for deployment in (
+        settings.deployment_background_change,
+        settings.deployment_refund_reconciler,
+    ):
+        wait_until(
+            lambda name=deployment: _deployment_served(prefect_url, name, since=runner_started),
+            f"the deployment {deployment}",
+            runner,
+            children,
+        )
+
+    for name in run_coro_as_sync(ensure_automations()) or []:
+        console.print(f"automation: {name}")
+    return demo
+
+
+def _deployment_served(prefect_url: str, name: str, *, since: datetime) -> bool:
+    """The runner has (re)applied the deployment: it exists, is not paused, and was updated
+    after the runner started. The row alone proves nothing: it survives from the last run,
+    paused by that runner's shutdown."""
+    try:
+        response = httpx.get(f"{prefect_url}/deployments/name/{name}", timeout=2.0)
+    except httpx.HTTPError:
+        return False
+    if response.status_code != 200:
+        return False
+    body = response.json()
+    updated = datetime.fromisoformat(body["updated"])
+    # A little slack for clock rounding between this process and the server's timestamps.
+    return not body.get("paused") and updated >= since - timedelta(seconds=1)
+
+
+def client_host(host: str) -> str:
+    """Where to reach a server bound to `host`: a wildcard bind is reachable on loopback."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def _refuse_taken_ports(settings: Settings) -> None:
+    for what, host, port in (
+        ("the Prefect server", PREFECT_HOST, settings.prefect_port),
+        ("the API", settings.api_host, settings.api_port),
+    ):
+        if port_taken(host, port):
+            raise StartupFailed(
+                f"{host}:{port} (for {what}) is already in use by another program. Stop it "
+                "(is another `posegen up` running?) or choose other ports with "
+                "POSEGEN_PREFECT_PORT / POSEGEN_API_PORT."
+            )

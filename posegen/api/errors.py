@@ -72,9 +72,11 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
     """A bug or an outage we did not map: log everything, show nothing internal."""
     logger.exception("Unhandled error on %s %s", request.method, request.url.path)
+    if is_page_request(request):
+        return error_page(request, 500, "Something went wrong on our side. Try again in a minute.")
     body = {"error": "InternalError", "message": "Something went wrong on our side."}
     return JSONResponse(body, status_code=500)
 

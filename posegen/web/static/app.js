@@ -18,6 +18,8 @@ function readJson(id) {
 
 // A stored image's URL that the browser will not answer from its cache (same key, new pixels).
 function fresh(url) {
+  // A presigned S3 URL is new each time and signs its whole query: leave it as it is.
+  if (/[?&]X-Amz-Signature=/i.test(url)) return url;
   return `${url}${url.includes("?") ? "&" : "?"}v=${Date.now()}`;
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -116,23 +117,13 @@ def create_generation(
 def add_pose(session: Session, storage: Storage, generation: Generation, data: bytes) -> Pose:
     """Decode one photo (refused if bad, before anything is written), store it, record a pose."""
     image = open_image(data)
-    pose_id = uuid.uuid4()
-    key = f"poses/{generation.id}/{pose_id}.png"
-    storage.write_bytes(key, encode_png(image), content_type="image/png")
-    pose = Pose(
-        id=pose_id,
-        generation_id=generation.id,
-        original_image_key=key,
-        image_key=key,
-        width=image.width,
-        height=image.height,
-    )
+    pose = _store_pose(storage, generation.id, image)
     session.add(pose)
     try:
         session.commit()
     except BaseException:
         session.rollback()
-        storage.delete(key)
+        storage.delete(pose.image_key)
         raise
     session.refresh(pose)
     return pose
@@ -158,20 +149,9 @@ def import_generation(
     written: list[str] = []
     try:
         for image in decoded:
-            pose_id = uuid.uuid4()
-            key = f"poses/{generation.id}/{pose_id}.png"
-            storage.write_bytes(key, encode_png(image), content_type="image/png")
-            written.append(key)
-            session.add(
-                Pose(
-                    id=pose_id,
-                    generation_id=generation.id,
-                    original_image_key=key,
-                    image_key=key,
-                    width=image.width,
-                    height=image.height,
-                )
-            )
+            pose = _store_pose(storage, generation.id, image)
+            written.append(pose.image_key)
+            session.add(pose)
         session.commit()
     except BaseException:
         session.rollback()
@@ -180,3 +160,18 @@ def import_generation(
         raise
     session.refresh(generation)
     return generation
+
+
+def _store_pose(storage: Storage, generation_id: uuid.UUID, image: Image.Image) -> Pose:
+    """Write the photo as PNG under poses/{generationId}/ and the (unsaved) pose naming it."""
+    pose_id = uuid.uuid4()
+    key = f"poses/{generation_id}/{pose_id}.png"
+    storage.write_bytes(key, encode_png(image), content_type="image/png")
+    return Pose(
+        id=pose_id,
+        generation_id=generation_id,
+        original_image_key=key,
+        image_key=key,
+        width=image.width,
+        height=image.height,
+    )

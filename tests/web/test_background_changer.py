@@ -57,10 +57,10 @@ def read_pose(stack: WebStack, pose_id: uuid.UUID) -> Pose:
         return pose
 
 
-def submit_and_wait(page: Page) -> None:
+def submit_and_wait(page: Page, button: str = "[data-change-submit]") -> None:
     """Press the button and wait for the pushed outcome (the message replaces the last one)."""
     message = page.locator("[data-change-message]")
-    page.locator("[data-change-submit]").click()
+    page.locator(button).click()
     expect(page.locator("[data-working]")).to_be_visible()
     expect(page.locator("[data-working]")).to_be_hidden(timeout=CHANGE_SECONDS)
     expect(message).to_be_visible()
@@ -166,9 +166,7 @@ def test_a_flux_failure_says_the_credits_were_refunded_and_retry_works(
     assert not web_stack.storage.exists(_bg_key(web_stack, pose_id))
 
     fake_flux.scenario = "ready"
-    page.get_by_role("button", name="Retry").click()
-    expect(page.locator("[data-working]")).to_be_visible()
-    expect(page.locator("[data-working]")).to_be_hidden(timeout=CHANGE_SECONDS)
+    submit_and_wait(page, "[data-retry]")
     expect(message).to_have_text("Done: your new background is ready.")
     expect(page.locator("[data-credit-balance]")).to_have_text("90")
     assert ledger(web_stack.db_url, seller.id) == [

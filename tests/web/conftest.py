@@ -26,8 +26,9 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from posegen.pins import AXE_CORE
 from posegen.storage import Storage
-from posegen.web.vendor import AXE_CORE, fetch, vendored_path
+from posegen.web.vendor import fetch, vendored_path
 from tests.api.conftest import (
     account,
     client,

@@ -144,5 +144,14 @@ def solid_background(size: tuple[int, int] = (64, 64)) -> Image.Image:
 
 def ai_background() -> Image.Image:
     """Stands in for a stored FLUX background: a full-resolution 1440x1024 scene (FLUX answers
-    at the pose's aspect rounded to multiples of 32, which is not every format's)."""
-    return _scene((1440, 1024))
+    at the pose's aspect rounded to multiples of 32, which is not every format's): a warm
+    studio wall with a soft light, meeting a darker floor in a soft line."""
+    width, height = 1440, 1024
+    y = np.linspace(0.0, 1.0, height)[:, None, None]
+    x = np.linspace(-1.0, 1.0, width)[None, :, None]
+    wall = np.array([236, 214, 190]) - 60 * (x**2) - 30 * y
+    floor = np.array([150, 120, 100]) - 20 * (x**2)
+    blend = np.clip((y - 0.72) / 0.06, 0.0, 1.0)
+    light = 40 * np.exp(-((x - 0.35) ** 2 + (y - 0.3) ** 2) / 0.08)
+    pixels = wall * (1 - blend) + floor * blend + light
+    return Image.fromarray(np.clip(pixels * np.ones((1, width, 1)), 0, 255).astype(np.uint8))

@@ -8,7 +8,8 @@ a full body, a wide landscape, a subject cut at a side; then some of them after 
 change: solid colour, uploaded image, a stored AI background), one column per format: the
 source, every catalog format and a few custom sizes, each rendered at full size by the export
 code (`render_image`), encoded as its file would be, decoded again and shrunk for the sheet.
-`--guides` draws each format's safe area (thin lines) over the thumbnails.
+`--guides` draws each format's safe area (thin lines) over the thumbnails; the copy in
+`docs/screenshots/export-sheet.png` is `--height 150 --colours 256`.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / ".posegen" / "export-sheet.png")
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--guides", action="store_true")
+    parser.add_argument(
+        "--colours", type=int, default=0, help="quantize to N colours (a small copy for docs/)"
+    )
     args = parser.parse_args()
     fmts = formats()
     rendered: list[tuple[str, list[tuple[str, Image.Image]]]] = []
@@ -106,6 +110,8 @@ def main() -> None:
             sheet.paste(cell, (x, top + 2 * LABEL))
             x += cell.width + GAP
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.colours:
+        sheet = sheet.quantize(args.colours, method=Image.Quantize.MEDIANCUT)
     sheet.save(args.out, optimize=True)
     print(args.out)
 

@@ -418,7 +418,8 @@ def _paste_subject(
     if region[2] <= region[0] or region[3] <= region[1]:
         return
     rgb = _resample_region(framing, image.convert("RGB") if image.mode == "RGBA" else image, region)
-    alpha = _resample_region(framing, mask.convert("L"), region)
+    # The mask is soft already: bilinear is enough for it, and a third of Lanczos' cost.
+    alpha = _resample_region(framing, mask.convert("L"), region, Image.Resampling.BILINEAR)
     if framing.floating:
         alpha = _fade_floating(alpha, framing, region)
     if rgb.mode != canvas.mode:
@@ -434,19 +435,27 @@ def _fade_floating(
     photo = framing.image_box
     band = max(4.0, _FADE_SHARE * min(framing.frame))
     x0, y0, x1, y1 = region
-    xs = np.arange(x0, x1, dtype=np.float32) + 0.5
-    ys = np.arange(y0, y1, dtype=np.float32) + 0.5
-    ramp_x, ramp_y = np.ones_like(xs), np.ones_like(ys)
-    if "left" in framing.floating:
-        ramp_x = np.minimum(ramp_x, np.clip((xs - photo.left) / band, 0, 1))
-    if "right" in framing.floating:
-        ramp_x = np.minimum(ramp_x, np.clip((photo.right - xs) / band, 0, 1))
-    if "top" in framing.floating:
-        ramp_y = np.minimum(ramp_y, np.clip((ys - photo.top) / band, 0, 1))
-    if "bottom" in framing.floating:
-        ramp_y = np.minimum(ramp_y, np.clip((photo.bottom - ys) / band, 0, 1))
-    faded = np.asarray(alpha, dtype=np.float32) * ramp_y[:, None] * ramp_x[None, :]
-    return Image.fromarray(np.clip(faded + 0.5, 0, 255).astype(np.uint8), "L")
+    pixels = np.array(alpha)
+    floating = framing.floating
+    # Only the bands next to floating sides change; the rest of the layer is left as it is.
+    for side in floating:
+        horizontal = side in ("left", "right")
+        lo, hi = (x0, x1) if horizontal else (y0, y1)
+        edge = getattr(photo, side)
+        start, stop = (edge, edge + band) if side in ("left", "top") else (edge - band, edge)
+        first, last = max(lo, int(start)), min(hi, int(np.ceil(stop)))
+        if last <= first:
+            continue
+        centres = np.arange(first, last, dtype=np.float32) + 0.5
+        distance = centres - edge if side in ("left", "top") else edge - centres
+        ramp = np.clip(distance / band, 0.0, 1.0)
+        if horizontal:
+            part = pixels[:, first - lo : last - lo]
+            part[...] = (part * ramp[None, :] + 0.5).astype(np.uint8)
+        else:
+            part = pixels[first - lo : last - lo, :]
+            part[...] = (part * ramp[:, None] + 0.5).astype(np.uint8)
+    return Image.fromarray(pixels, "L")
 
 
 def _in_mode(image: Image.Image, mode: str) -> Image.Image:
@@ -464,7 +473,10 @@ def _resampled(framing: Framing, image: Image.Image) -> tuple[Image.Image, tuple
 
 
 def _resample_region(
-    framing: Framing, image: Image.Image, region: tuple[int, int, int, int]
+    framing: Framing,
+    image: Image.Image,
+    region: tuple[int, int, int, int],
+    method: Image.Resampling = Image.Resampling.LANCZOS,
 ) -> Image.Image:
     """The frame pixels `region` (x0, y0, x1, y1) of the placed source, Lanczos-resampled."""
     x0, y0, x1, y1 = region
@@ -478,9 +490,12 @@ def _resample_region(
     # reducing_gap: a fast box pre-reduction for big downscales, indistinguishable from pure
     # Lanczos at 3x (Pillow's docs); it makes a 24 MP source → 1080 px render several times faster.
     gap = 3.0 if s < 1 / 3 else None
+    if s > 1 and method == Image.Resampling.LANCZOS:
+        # Enlarging, Lanczos' third lobe adds nothing visible over bicubic but costs ~1.5x.
+        method = Image.Resampling.BICUBIC
     return image.resize(
         (max(1, x1 - x0), max(1, y1 - y0)),
-        Image.Resampling.LANCZOS,
+        method,
         box=source_box,
         reducing_gap=gap,
     )

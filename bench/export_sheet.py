@@ -9,7 +9,8 @@ change: solid colour, uploaded image, a stored AI background), one column per fo
 source, every catalog format and a few custom sizes, each rendered at full size by the export
 code (`render_image`), encoded as its file would be, decoded again and shrunk for the sheet.
 `--guides` draws each format's safe area (thin lines) over the thumbnails; the copy in
-`docs/screenshots/export-sheet.png` is `--height 150 --colours 256`.
+`docs/screenshots/export-sheet.png` is `--height 128`, in full colour (a palette would band
+the soft backdrops, which then look like smears they are not).
 """
 
 from __future__ import annotations

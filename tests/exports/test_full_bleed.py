@@ -249,3 +249,27 @@ def test_the_seam_detector_finds_a_boxed_photo() -> None:
     smear.paste(photo.resize((1080, 420)), (0, 1500))  # a stretched strip below it
     assert seams(smear)
     assert not seams(photo)
+
+
+@pytest.mark.parametrize("kind", ["all subject", "no subject", "transparent", "tiny"])
+def test_odd_poses_render_every_size(kind: str) -> None:
+    """A mask that is all subject (no background to build a backdrop from), an empty mask (a
+    centred crop: nothing to keep whole), a transparent cut-out, a 20x30 photo: every size."""
+    if kind in ("all subject", "no subject"):
+        image = Image.new("RGB", (300, 400), (10, 200, 30))
+        mask = Image.new("L", image.size, 255 if kind == "all subject" else 0)
+        box = subject_box(mask)
+        pose = DecodedPose(image, mask, box, cut=cut_sides(mask, box))
+    elif kind == "transparent":
+        base = synthetic_pose((400, 400), (150, 100, 250, 350))
+        cut_out = base.image.convert("RGBA")
+        cut_out.putalpha(base.mask)
+        pose = DecodedPose(cut_out, base.mask, base.subject)
+    else:
+        pose = synthetic_pose((20, 30), (5, 5, 15, 30))
+    for name in ["custom:64x64", "custom:64x8000", "custom:8000x64", "instagram_story"]:
+        fmt = resolve_format(name)
+        image, framing = render_image(pose, fmt)
+        assert framing is not None and image.size == (fmt.width, fmt.height)
+        if kind != "transparent":
+            assert image.mode == "RGB"

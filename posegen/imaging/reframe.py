@@ -44,8 +44,10 @@ _BACKDROP_WORK_SIDE: Final = 240
 _BACKDROP_BLUR: Final = 0.016
 # Mask values below this are left out of the subject layer entirely (its box is cut to them).
 _LAYER_THRESHOLD: Final = 1
-# A floating cut side fades out over this share of the frame's shorter side.
+# A floating cut side fades out over this share of the frame's shorter side; the backdrop
+# beyond it is extended from this share of the photo along that edge, subject included.
 _FADE_SHARE: Final = 0.12
+_FLOATING_KNOWN: Final = 0.03
 SIDES: Final = ("left", "top", "right", "bottom")
 
 
@@ -393,6 +395,19 @@ def _photo_backdrop(framing: Framing, image: Image.Image, mask: Image.Image) -> 
     sh = max(1, round(image.height * small.scale))
     photo = _in_mode(image, "RGB").resize((sw, sh), Image.Resampling.BOX)
     hole = mask.resize((sw, sh), Image.Resampling.BOX)
+    if framing.floating:
+        # Beyond a floating cut the backdrop continues the subject's own colours (the body goes
+        # on, out of focus), so the subject fading into it does not read as a smear.
+        hole = hole.copy()
+        depth = max(2, round(_FLOATING_KNOWN * max(sw, sh)))
+        strips = {
+            "left": (0, 0, depth, sh),
+            "right": (sw - depth, 0, sw, sh),
+            "top": (0, 0, sw, depth),
+            "bottom": (0, sh - depth, sw, sh),
+        }
+        for side in framing.floating:
+            hole.paste(0, strips[side])
     position = (round(small.offset_x), round(small.offset_y))
     blur = _BACKDROP_BLUR * max(work)
     drawn = backdrop(photo, hole, position, work, blur)

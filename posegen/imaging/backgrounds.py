@@ -10,7 +10,7 @@ from typing import ClassVar, Protocol
 from PIL import Image
 
 from posegen.domain.background import BackgroundChange, BackgroundMode
-from posegen.imaging.compositing import fit_cover, parse_hex_color, solid_canvas
+from posegen.imaging.compositing import parse_hex_color, solid_canvas
 from posegen.imaging.decoding import open_image
 from posegen.storage import Storage
 
@@ -50,7 +50,7 @@ class UploadedImage:
         url = change.background_image_url
         assert url is not None
         data = fetch_remote_image(url) if url.startswith("https://") else storage.read_bytes(url)
-        return fit_cover(open_image(data).convert("RGB"), size)
+        return covering(open_image(data).convert("RGB"), size)
 
 
 class AiGenerated:
@@ -68,7 +68,19 @@ class AiGenerated:
         width, height = flux_dimensions(*size)
         with FluxClient.from_settings() as flux:
             data = flux.generate(background_prompt(change.background_prompt), width, height)
-        return fit_cover(open_image(data).convert("RGB"), size)
+        return covering(open_image(data).convert("RGB"), size)
+
+
+def covering(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The whole background, uncropped, at no more resolution than covering `size` needs (never
+    upscaled). It is stored like this: the pose's composite cover-fits it to the pose, and each
+    export cover-fits it again to its own frame, so a story or a banner gets the parts of the
+    background a crop to the pose's aspect would have thrown away."""
+    scale = max(size[0] / image.width, size[1] / image.height)
+    if scale >= 1:
+        return image
+    reduced = (max(size[0], round(image.width * scale)), max(size[1], round(image.height * scale)))
+    return image.resize(reduced, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 SOURCES: dict[BackgroundMode, BackgroundSource] = {

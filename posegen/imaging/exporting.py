@@ -36,6 +36,7 @@ from posegen.imaging.encoding import encode_export, encode_png
 from posegen.imaging.reframe import (
     Box,
     Framing,
+    cut_sides,
     plan_framing,
     render_framing,
     render_recomposited,
@@ -64,6 +65,8 @@ class DecodedPose:
     cutout: Image.Image | None = None
     background: Image.Image | None = None
     stored_png: bytes | None = None
+    # Sides where the photo cuts the subject (`reframe.cut_sides`); None: measured when needed.
+    cut: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,10 +108,11 @@ def render_image(pose: DecodedPose, fmt: ExportFormat) -> tuple[Image.Image, Fra
         fmt.frame_size(pose.image.size),
         fmt.safe_area,
         fmt.min_subject_coverage,
+        cut=pose.cut if pose.cut is not None else cut_sides(pose.mask, pose.subject),
     )
     if pose.cutout is not None and pose.background is not None:
         return render_recomposited(framing, pose.cutout, pose.background), framing
-    return render_framing(framing, pose.image), framing
+    return render_framing(framing, pose.image, pose.mask), framing
 
 
 class ExportRun:
@@ -222,15 +226,17 @@ class ExportRun:
         mask = self._load(source.mask_key).convert("L")
         if mask.size != image.size:
             mask = mask.resize(image.size, Image.Resampling.LANCZOS)
+        box = subject_box(mask)
+        cut = cut_sides(mask, box)
         if source.background_key is None:
-            return DecodedPose(image, mask, subject_box(mask), stored_png=stored_png)
+            return DecodedPose(image, mask, box, stored_png=stored_png, cut=cut)
         original = image if source.original_key == source.image_key else None
         original = original or self._load(source.original_key)
         if original.size != mask.size:
             original = original.resize(mask.size, Image.Resampling.LANCZOS)
         background = self._load(source.background_key)
         subject = cutout(original, mask)
-        return DecodedPose(image, mask, subject_box(mask), subject, background, stored_png)
+        return DecodedPose(image, mask, box, subject, background, stored_png, cut)
 
     def _load(self, key: str) -> Image.Image:
         return open_image(self.storage.read_bytes(key))

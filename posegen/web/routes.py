@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from posegen.api import schemas
 from posegen.api.deps import SessionDep, StorageDep, parse_id
@@ -20,15 +21,16 @@ from posegen.api.routes.exports import ExportFormatOut
 from posegen.config import get_settings
 from posegen.domain import exports as export_domain
 from posegen.domain.background import cost_for
-from posegen.domain.exports import CUSTOM_MAX_SIDE, CUSTOM_MIN_SIDE, FORMATS
+from posegen.domain.exports import CUSTOM_MAX_SIDE, CUSTOM_MIN_SIDE, FORMATS, resolve_format
 from posegen.domain.poses import get_owned_generation, get_owned_pose, list_generations
+from posegen.domain.previews import has_preview, preview_jpeg
 from posegen.domain.sign_in import (
     SESSION_COOKIE,
     csrf_matches,
     end_session,
     redeem_login_link,
 )
-from posegen.errors import Forbidden
+from posegen.errors import Conflict, Forbidden
 from posegen.web.deps import ViewerDep
 from posegen.web.templating import WEB_PREFIX, render
 
@@ -124,10 +126,34 @@ def generation_page(
         "custom": {"minSide": CUSTOM_MIN_SIDE, "maxSide": CUSTOM_MAX_SIDE},
         "zipUrl": storage.client_url(zip_key) if storage.exists(zip_key) else None,
     }
+    cover = generation.poses[0] if generation.poses else None
+    previews = cover is not None and has_preview(cover)
     return render(
         request,
         "generation.html",
-        _context(viewer, title="Generation", generation=shown, page_data=data),
+        _context(
+            viewer,
+            title="Generation",
+            generation=shown,
+            page_data=data,
+            previews=previews,
+            preview_version=int(cover.updated_at.timestamp()) if cover else 0,
+        ),
+    )
+
+
+@router.get("/poses/{pose_id}/previews/{format_name}.jpg")
+async def format_preview(
+    pose_id: str, format_name: str, viewer: ViewerDep, session: SessionDep, storage: StorageDep
+) -> Response:
+    """This pose in one format, small, rendered by the export code (the selector's cards)."""
+    pose = get_owned_pose(session, viewer.user.id, parse_id(pose_id, "Pose not found"))
+    fmt = resolve_format(format_name)
+    data = await run_in_threadpool(preview_jpeg, storage, pose, fmt)
+    if data is None:
+        raise Conflict("No preview yet: it appears once this pose has been exported or changed.")
+    return Response(
+        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
     )
 
 

@@ -3,6 +3,7 @@ download one file or the ZIP, render one again, and the path for formats not ren
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -120,6 +121,13 @@ def test_export_three_formats_download_the_zip_and_regenerate_one(
     )
     assert story.stat().st_mtime_ns == before[0]
     assert shopee.stat().st_mtime_ns > before[1]
+
+    # Exported, the poses have masks: the format cards now show the export code's own render.
+    page.reload()
+    story = page.locator(".format-card", has_text="Instagram Story").locator("img")
+    expect(story).to_have_attribute("src", re.compile(r"/previews/instagram_story\.jpg\?v=\d+$"))
+    expect(story).to_have_js_property("complete", True)
+    assert story.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [144, 256]
     assert seller.errors == []
 
 

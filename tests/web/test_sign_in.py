@@ -163,15 +163,17 @@ def test_someone_elses_pages_and_files_look_exactly_like_missing_ones(
     victim = new_account()
     theirs = new_generation(victim)
     sign_in(client, db_url, new_account())
-    values = {"pose_id": str(theirs.pose_id), "generation_id": str(theirs.generation_id)}
+    fmt = {"format_name": "instagram_feed"}
+    values = {"pose_id": str(theirs.pose_id), "generation_id": str(theirs.generation_id), **fmt}
 
     assert {route.label for route in PAGES_WITH_IDS} == {
         "GET /app/generations/{generation_id}",
         "GET /app/poses/{pose_id}",
+        "GET /app/poses/{pose_id}/previews/{format_name}.jpg",
     }
     for route in PAGES_WITH_IDS:
         their_page = client.get(route.url(values))
-        missing_page = client.get(route.url(sample_path_values()))
+        missing_page = client.get(route.url(sample_path_values() | fmt))
         assert (their_page.status_code, missing_page.status_code) == (404, 404)
         assert their_page.text == missing_page.text
     their_file = client.get(f"{BASE}/files/{theirs.image_key}")

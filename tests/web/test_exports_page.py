@@ -95,7 +95,6 @@ def test_export_three_formats_download_the_zip_and_regenerate_one(
     )
     assert download_zip(page) == expected
     check_accessibility(page, axe_script)
-    screenshot(page, "exports")
 
     # Preview before download, then one file downloaded on its own.
     page.get_by_role("button", name="Preview Instagram Story of pose 1").click()
@@ -128,6 +127,10 @@ def test_export_three_formats_download_the_zip_and_regenerate_one(
     expect(story).to_have_attribute("src", re.compile(r"/previews/instagram_story\.jpg\?v=\d+$"))
     expect(story).to_have_js_property("complete", True)
     assert story.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [144, 256]
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.frame img')].every(i => i.complete)"
+    )
+    screenshot(page, "exports")
     assert seller.errors == []
 
 

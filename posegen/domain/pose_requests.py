@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import field_validator
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,7 @@ from posegen.db.models import Role, User, utcnow
 from posegen.domain.bodies import CamelBody
 from posegen.domain.pose_library import clean_text, like_pattern, require_category
 from posegen.errors import Conflict, NotFound, ValidationFailed
+from posegen.storage import validate_key
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class RequestSort(StrEnum):
     NEWEST = "newest"
     OLDEST = "oldest"
     VOTES = "votes"
+    # The admin queue's default: what still waits for a decision first, most voted first.
+    PENDING_FIRST = "pending_first"
 
 
 class PoseRequestCreate(CamelBody):
@@ -102,14 +105,23 @@ class PoseRequestCreate(CamelBody):
     @field_validator("reference_image_url")
     @classmethod
     def _reference_image_url(cls, value: str | None) -> str | None:
-        # Stored and shown as a link only, never fetched by us: no SSRF guard needed.
+        # An http(s) URL is stored and shown as a link only, never fetched by us (no SSRF
+        # guard needed); an uploads/ key is the requester's own picture from POST /uploads.
         if value is None or not value.strip():
             return None
         value = value.strip()
+        if value.startswith("uploads/"):
+            try:
+                return validate_key(value)
+            except ValidationFailed as exc:
+                raise ValueError(exc.message) from None
         if len(value) > URL_MAX:
             raise ValueError(f"must be at most {URL_MAX} characters")
         if not re.match(r"^https?://[^\s/]+\.[^\s]*$", value):
-            raise ValueError("must be an http(s) URL such as https://example.com/pose.jpg")
+            raise ValueError(
+                "must be an uploads/ key from POST /uploads or an http(s) URL such as "
+                "https://example.com/pose.jpg"
+            )
         return value
 
 
@@ -165,6 +177,11 @@ def normalize_name(name: str) -> str:
 def create_request(session: Session, user: User, body: PoseRequestCreate) -> PoseRequest:
     """A new pending request; a second open one with the same normalized name is a 409."""
     require_category(session, body.category_id)
+    reference = body.reference_image_url
+    if reference and reference.startswith("uploads/") and not is_own_upload(reference, user.id):
+        raise ValidationFailed(
+            "referenceImageUrl: not one of your uploads", field="referenceImageUrl"
+        )
     normalized = normalize_name(body.pose_name)
     if _open_duplicate_exists(session, user.id, normalized):
         raise Conflict(DUPLICATE)
@@ -199,6 +216,16 @@ def _open_duplicate_exists(session: Session, user_id: uuid.UUID, normalized: str
         )
     )
     return found is not None
+
+
+def is_own_upload(key: str, user_id: uuid.UUID) -> bool:
+    return key.startswith(f"uploads/{user_id}/")
+
+
+def reference_image_readable(session: Session, user: User, key: str) -> bool:
+    """Whoever may see a request may see its reference picture (an uploads/ key of its author)."""
+    requests = session.scalars(select(PoseRequest).where(PoseRequest.reference_image_url == key))
+    return any(_visible(request, user) for request in requests)
 
 
 def get_visible_request(session: Session, user: User, request_id: uuid.UUID) -> PoseRequest:
@@ -255,11 +282,34 @@ def list_own_requests(
     return _page(session, query, sort, offset, limit)
 
 
+def list_board_requests(
+    session: Session,
+    user: User,
+    *,
+    status: RequestStatus | None,
+    search: str | None,
+    sort: RequestSort,
+    offset: int,
+    limit: int,
+) -> tuple[list[PoseRequest], int]:
+    """The community board: every request this seller may see, everyone's."""
+    visible = [s for s in RequestStatus if s in PUBLIC_STATUSES]
+    query = select(PoseRequest).where(
+        or_(PoseRequest.status.in_(visible), PoseRequest.user_id == user.id)
+    )
+    if status is not None:
+        query = query.where(PoseRequest.status == status)
+    if search and search.strip():
+        query = query.where(PoseRequest.pose_name.ilike(like_pattern(search), escape="\\"))
+    return _page(session, query, sort, offset, limit)
+
+
 def list_all_requests(
     session: Session,
     *,
     status: RequestStatus | None,
     category_id: uuid.UUID | None,
+    user_id: uuid.UUID | None = None,
     search: str | None,
     sort: RequestSort,
     offset: int,
@@ -271,6 +321,8 @@ def list_all_requests(
         query = query.where(PoseRequest.status == status)
     if category_id is not None:
         query = query.where(PoseRequest.category_id == category_id)
+    if user_id is not None:
+        query = query.where(PoseRequest.user_id == user_id)
     if search and search.strip():
         pattern = like_pattern(search)
         query = query.where(
@@ -307,6 +359,11 @@ def _ordered(query: Select[tuple[PoseRequest]], sort: RequestSort) -> Select[tup
     if sort == RequestSort.VOTES:
         return query.order_by(
             PoseRequest.votes_count.desc(), PoseRequest.created_at.desc(), PoseRequest.id
+        )
+    if sort == RequestSort.PENDING_FIRST:
+        waiting = case((PoseRequest.status == RequestStatus.PENDING, 0), else_=1)
+        return query.order_by(
+            waiting, PoseRequest.votes_count.desc(), PoseRequest.created_at.desc(), PoseRequest.id
         )
     if sort == RequestSort.OLDEST:
         return query.order_by(PoseRequest.created_at.asc(), PoseRequest.id)

@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
 
 from posegen.api import community_schemas as schemas
 from posegen.api.deps import SessionDep, StorageDep, parse_id
 from posegen.api.pagination import PageParams, paginated
-from posegen.db.community import DESCRIPTION_MAX, OPEN_STATUSES, POSE_NAME_MAX, RequestStatus
+from posegen.db.community import (
+    DESCRIPTION_MAX,
+    OPEN_STATUSES,
+    POSE_NAME_MAX,
+    PoseRequest,
+    RequestStatus,
+)
+from posegen.db.models import User
 from posegen.domain import pose_library, request_stats
 from posegen.domain import pose_requests as domain
 from posegen.domain.pose_requests import TRANSITIONS, USE_CASE_MAX, RequestSort
@@ -92,7 +101,11 @@ def requests_page(
             "statuses": STATUS_LABELS,
             "sorts": SORT_LABELS,
             "votable": {s.value for s in OPEN_STATUSES},
-            "limits": {"name": POSE_NAME_MAX, "description": DESCRIPTION_MAX, "useCase": USE_CASE_MAX},
+            "limits": {
+                "name": POSE_NAME_MAX,
+                "description": DESCRIPTION_MAX,
+                "useCase": USE_CASE_MAX,
+            },
             "page_url": _page_url("/requests", filters),
             "page_data": {
                 "limits": {
@@ -106,7 +119,7 @@ def requests_page(
     )
 
 
-def _own_requests(session: SessionDep, user: Any, **query: Any) -> tuple[list[Any], int]:
+def _own_requests(session: Session, user: User, **query: Any) -> tuple[list[PoseRequest], int]:
     return domain.list_own_requests(session, user.id, **query)
 
 
@@ -179,7 +192,7 @@ def admin_queue_page(
             "sorts": _QUEUE_SORTS,
             "page_url": _page_url("/admin/requests", filters),
             "page_data": {
-                "transitions": {s.value: sorted(t.value for t in TRANSITIONS[s]) for s in TRANSITIONS},
+                "transitions": {s.value: sorted(TRANSITIONS[s]) for s in TRANSITIONS},
                 "statusLabels": {s.value: label for s, label in STATUS_LABELS.items()},
                 "library": [_json(i) for i in schemas.library_items(session, library, storage)],
                 "categories": [_json(schemas.CategoryOut.of(c)) for c in categories],
@@ -217,9 +230,7 @@ def admin_library_page(
 
 
 @router.get("/admin/stats", response_class=HTMLResponse)
-def admin_stats_page(
-    request: Request, viewer: AdminViewerDep, session: SessionDep
-) -> HTMLResponse:
+def admin_stats_page(request: Request, viewer: AdminViewerDep, session: SessionDep) -> HTMLResponse:
     live = request_stats.live_stats(session)
     snapshots, _ = request_stats.list_snapshots(
         session, days=_SNAPSHOT_DAYS, offset=0, limit=24 * _SNAPSHOT_DAYS
@@ -243,7 +254,7 @@ def admin_stats_page(
             ),
             "over_time": charts.lines(
                 [s.created_at for s in history],
-                {labels[s]: [snap.stats.get("byStatus", {}).get(s, 0) for snap in history] for s in labels},
+                {label: _status_series(history, status) for status, label in labels.items()},
             ),
             "latest": latest,
             "latest_at": history[-1].created_at if history else None,
@@ -258,10 +269,12 @@ def admin_stats_page(
     )
 
 
+def _status_series(snapshots: list[Any], status: str) -> list[int]:
+    return [int(snapshot.stats.get("byStatus", {}).get(status, 0)) for snapshot in snapshots]
+
+
 def _page_url(path: str, filters: dict[str, Any]) -> str:
     """This list's address with every filter but the page (the pager adds `page=`)."""
-    from urllib.parse import urlencode
-
     query = urlencode({k: str(v) for k, v in filters.items() if v not in ("", None)})
     return f"{WEB_PREFIX}{path}?{query}" if query else f"{WEB_PREFIX}{path}?"
 

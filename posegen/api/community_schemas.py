@@ -96,6 +96,16 @@ class PoseRequestList(CamelResponse):
     items: list[PoseRequestOut]
 
 
+class AdminPoseRequestList(CamelResponse):
+    items: list[AdminPoseRequestOut]
+
+
+class CreatedPoseRequest(CamelResponse):
+    """POST /requests answers `{"request": {...}}`, as the seed's clients read it."""
+
+    request: PoseRequestOut
+
+
 class Vote(CamelResponse):
     request_id: uuid.UUID
     votes_count: int

@@ -21,6 +21,7 @@ from sqlalchemy import Select, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from posegen.config import get_settings
 from posegen.db.community import (
     DESCRIPTION_MAX,
     OPEN_STATUSES,
@@ -53,17 +54,25 @@ TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     RequestStatus.COMPLETED: frozenset(),
     RequestStatus.REJECTED: frozenset(),
 }
-# How an admin action is named in messages ("Cannot approve ...").
+# How an admin action is named in messages ("Cannot approve ..."): the seed's route names.
 ACTION_VERBS: dict[RequestStatus, str] = {
     RequestStatus.APPROVED: "approve",
     RequestStatus.REJECTED: "reject",
-    RequestStatus.IN_PROGRESS: "start",
-    RequestStatus.COMPLETED: "complete",
+    RequestStatus.IN_PROGRESS: "mark-in-progress",
+    RequestStatus.COMPLETED: "mark-completed",
 }
-# Pending requests are unmoderated: only their author and admins see them.
-PUBLIC_STATUSES = frozenset(set(RequestStatus) - {RequestStatus.PENDING})
-# The public board shows what is accepted and not yet delivered.
-BOARD_STATUSES = (RequestStatus.APPROVED, RequestStatus.IN_PROGRESS)
+
+
+def public_statuses() -> frozenset[RequestStatus]:
+    """Statuses every seller sees: all of them, unless pre-moderation hides pending ones."""
+    if get_settings().pose_requests_premoderation:
+        return frozenset(set(RequestStatus) - {RequestStatus.PENDING})
+    return frozenset(RequestStatus)
+
+
+def board_statuses() -> tuple[RequestStatus, ...]:
+    """The community board: what still takes votes and is visible to every seller."""
+    return tuple(s for s in OPEN_STATUSES if s in public_statuses())
 
 
 class RequestSort(StrEnum):
@@ -126,7 +135,7 @@ class PoseRequestCreate(CamelBody):
 
 
 class AdminAction(CamelBody):
-    """Body of approve / reject / start: optional notes (reject requires them)."""
+    """Body of approve / reject / mark-in-progress: optional notes (reject requires them)."""
 
     admin_notes: str | None = None
 
@@ -137,13 +146,13 @@ class AdminAction(CamelBody):
 
 
 class NotesUpdate(AdminAction):
-    """Body of PATCH …/notes: the new notes; null or blank clears them."""
+    """Body of PUT …/notes: the new notes; null or blank clears them."""
 
 
 class CompleteAction(AdminAction):
-    """Body of complete: the library pose that answers the request."""
+    """Body of mark-completed: the library pose that answers the request (the seed's name)."""
 
-    pose_library_id: uuid.UUID | None = None
+    completed_pose_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -229,7 +238,7 @@ def reference_image_readable(session: Session, user: User, key: str) -> bool:
 
 
 def get_visible_request(session: Session, user: User, request_id: uuid.UUID) -> PoseRequest:
-    """A request the user may see: their own, any moderated one, or anything for an admin."""
+    """A request the user may see: their own, any public one, or anything for an admin."""
     request = session.get(PoseRequest, request_id)
     if request is None or not _visible(request, user):
         raise NotFound(NOT_FOUND)
@@ -238,7 +247,7 @@ def get_visible_request(session: Session, user: User, request_id: uuid.UUID) -> 
 
 def _visible(request: PoseRequest, user: User) -> bool:
     return (
-        request.user_id == user.id or request.status in PUBLIC_STATUSES or user.role == Role.ADMIN
+        request.user_id == user.id or request.status in public_statuses() or user.role == Role.ADMIN
     )
 
 
@@ -334,9 +343,12 @@ def list_all_requests(
     return _page(session, query, sort, offset, limit)
 
 
-def popular_requests(session: Session, limit: int) -> list[PoseRequest]:
-    """The public board: accepted, not yet delivered, most voted first."""
-    query = select(PoseRequest).where(PoseRequest.status.in_(BOARD_STATUSES))
+def popular_requests(
+    session: Session, limit: int, statuses: tuple[RequestStatus, ...] | None = None
+) -> list[PoseRequest]:
+    """Most voted first among `statuses` (default: the community board's)."""
+    chosen = board_statuses() if statuses is None else statuses
+    query = select(PoseRequest).where(PoseRequest.status.in_(chosen))
     return list(session.scalars(_ordered(query, RequestSort.VOTES).limit(limit)))
 
 
@@ -566,16 +578,16 @@ def _require_transition(current: RequestStatus, target: RequestStatus) -> None:
 
 
 def _completing_pose(session: Session, action: AdminAction) -> uuid.UUID:
-    pose_id = getattr(action, "pose_library_id", None)
+    pose_id = getattr(action, "completed_pose_id", None)
     if pose_id is None:
         raise ValidationFailed(
-            "poseLibraryId: the library pose that answers the request is required",
-            field="poseLibraryId",
+            "completedPoseId: the library pose that answers the request is required",
+            field="completedPoseId",
         )
     if session.get(PoseLibraryItem, pose_id) is None:
         raise ValidationFailed(
-            "poseLibraryId: no pose with this id in the library",
-            field="poseLibraryId",
+            "completedPoseId: no pose with this id in the library",
+            field="completedPoseId",
             value=str(pose_id),
         )
     return pose_id

@@ -302,7 +302,7 @@ def list_board_requests(
     limit: int,
 ) -> tuple[list[PoseRequest], int]:
     """The community board: every request this seller may see, everyone's."""
-    visible = [s for s in RequestStatus if s in PUBLIC_STATUSES]
+    visible = sorted(public_statuses())
     query = select(PoseRequest).where(
         or_(PoseRequest.status.in_(visible), PoseRequest.user_id == user.id)
     )

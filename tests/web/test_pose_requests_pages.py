@@ -131,7 +131,7 @@ def test_a_request_goes_from_the_form_through_votes_to_a_completed_library_pose(
     voter = new_seller()
     board = voter.page
     board.goto("/app/requests")
-    board.get_by_role("link", name="Community board").click()
+    board.get_by_role("link", name="Community board", exact=True).click()
     expect(board.get_by_role("heading", name="Community board")).to_be_visible()
     board.get_by_label("Search by name").fill(suffix)
     board.get_by_role("button", name="Apply").click()
@@ -320,7 +320,7 @@ def test_the_admin_adds_to_the_library_reads_statistics_and_sees_an_illegal_move
     desk.get_by_role("button", name="Add category").click()
     expect(desk.locator("[data-category-list]")).to_contain_text(f"Sitting {suffix}")
     desk.get_by_label("Name", exact=True).fill(f"Cross-legged {suffix}")
-    desk.get_by_label("Category").select_option(label=f"Sitting {suffix}")
+    desk.get_by_label("Category", exact=True).select_option(label=f"Sitting {suffix}")
     desk.get_by_label("Image").set_input_files(png_file(tmp_path, "pose.png", "#aa5500"))
     desk.get_by_role("button", name="Add pose").click()
     expect(desk.locator("[data-library-list]")).to_contain_text(f"Cross-legged {suffix}")

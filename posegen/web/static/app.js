@@ -1183,8 +1183,18 @@ function setUpAdminQueue() {
       ["Use case", request.useCase],
       ["Votes", String(request.votesCount)],
       ["Submitted", new Date(request.createdAt).toLocaleString()],
-      ["Reference", request.referenceImageUrl],
     ]);
+    if (request.referenceImageUrl) {
+      const dt = document.createElement("dt");
+      dt.textContent = "Reference";
+      const dd = document.createElement("dd");
+      const img = document.createElement("img");
+      img.className = "review-ref";
+      img.src = request.referenceImageUrl;
+      img.alt = `Reference picture for ${request.poseName}`;
+      dd.append(img);
+      $("[data-review-body]", dialog).append(dt, dd);
+    }
     const history = $("[data-review-history]", dialog);
     history.replaceChildren();
     const moves = request.history ?? [];

@@ -284,11 +284,7 @@ def list_own_requests(
     limit: int,
 ) -> tuple[list[PoseRequest], int]:
     query = select(PoseRequest).where(PoseRequest.user_id == user_id)
-    if status is not None:
-        query = query.where(PoseRequest.status == status)
-    if search and search.strip():
-        query = query.where(PoseRequest.pose_name.ilike(like_pattern(search), escape="\\"))
-    return _page(session, query, sort, offset, limit)
+    return _page(session, _by_status_and_name(query, status, search), sort, offset, limit)
 
 
 def list_board_requests(
@@ -306,11 +302,17 @@ def list_board_requests(
     query = select(PoseRequest).where(
         or_(PoseRequest.status.in_(visible), PoseRequest.user_id == user.id)
     )
+    return _page(session, _by_status_and_name(query, status, search), sort, offset, limit)
+
+
+def _by_status_and_name(
+    query: Select[tuple[PoseRequest]], status: RequestStatus | None, search: str | None
+) -> Select[tuple[PoseRequest]]:
     if status is not None:
         query = query.where(PoseRequest.status == status)
     if search and search.strip():
         query = query.where(PoseRequest.pose_name.ilike(like_pattern(search), escape="\\"))
-    return _page(session, query, sort, offset, limit)
+    return query
 
 
 def list_all_requests(

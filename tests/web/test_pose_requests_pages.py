@@ -37,7 +37,15 @@ from posegen.domain.pose_library import (
     create_library_item,
 )
 from posegen.domain.pose_requests import AdminAction, PoseRequestCreate
-from tests.web.conftest import Seller, WebStack, check_accessibility, png_file, screenshot
+from tests.web.conftest import (
+    DESKTOP,
+    PHONE,
+    Seller,
+    WebStack,
+    check_accessibility,
+    png_file,
+    screenshot,
+)
 
 LIVE = 30_000  # ms: an admin's move → Prefect event → the author's page
 
@@ -74,6 +82,20 @@ def image_loaded(page: Page, selector: str) -> bool:
     return bool(
         page.locator(selector).first.evaluate("img => img.complete && img.naturalWidth > 0")
     )
+
+
+def assert_fits_a_phone(page: Page) -> None:
+    """Nothing wider than a 390 px screen: the page scrolls down, never sideways."""
+    size = page.viewport_size
+    page.set_viewport_size(PHONE)
+    wide = page.evaluate(
+        "() => [...document.querySelectorAll('body *')]"
+        ".filter(e => e.getBoundingClientRect().right > innerWidth + 1 && !e.closest('dialog'))"
+        ".map(e => e.tagName + '.' + e.className).slice(0, 5)"
+    )
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    page.set_viewport_size(size or DESKTOP)
+    assert (width, wide) == (PHONE["width"], [])
 
 
 def test_a_request_goes_from_the_form_through_votes_to_a_completed_library_pose(
@@ -178,6 +200,7 @@ def test_a_request_goes_from_the_form_through_votes_to_a_completed_library_pose(
     expect(dialog.get_by_role("button", name="Mark in progress")).to_be_hidden()
     expect(dialog.locator("[data-complete-box]")).to_be_hidden()
     check_accessibility(desk, axe_script)
+    assert_fits_a_phone(desk)
     screenshot(desk, "admin-queue")
 
     dialog.get_by_label(re.compile("^Admin notes")).fill("Lovely idea, we'll shoot it.")

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     rate_limit_regenerate_export_per_minute: int = Field(default=30, ge=0)
     rate_limit_requests_per_minute: int = Field(default=10, ge=0)
     rate_limit_uploads_per_minute: int = Field(default=30, ge=0)
+    # Community board: pending requests are public and take every seller's votes (the seed's
+    # intent: the admin's "popular" list ranks what sellers want). On: pending requests are
+    # seen only by their author and admins until an admin approves them.
+    pose_requests_premoderation: bool = False
 
     @property
     def home_dir(self) -> Path:

@@ -28,6 +28,7 @@ from posegen.api.routes import (
     uploads,
 )
 from posegen.logging import RequestIdMiddleware, configure_logging
+from posegen.web import community as web_community
 from posegen.web import routes as web
 from posegen.web.templating import STATIC_DIR, STATIC_PREFIX
 
@@ -59,6 +60,7 @@ def create_app() -> FastAPI:
     app.include_router(api)
     # The web app: pages in the same process, calling the same domain (posegen/web).
     app.include_router(web.router)
+    app.include_router(web_community.router)
     app.include_router(web.root)
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="web-static")
     # At the root, where Prometheus scrapes by default; not part of the client API.

@@ -18,7 +18,7 @@ from posegen.db import community
 from posegen.db.models import User
 from posegen.domain.pose_library import category_names
 from posegen.domain.pose_requests import VoteState, voted_request_ids
-from posegen.storage import Storage
+from posegen.storage import Storage, get_storage
 
 
 class PoseRequestOut(CamelResponse):
@@ -50,7 +50,7 @@ class PoseRequestOut(CamelResponse):
             user_id=request.user_id,
             pose_name=request.pose_name,
             description=request.description,
-            reference_image_url=request.reference_image_url,
+            reference_image_url=_reference_url(request.reference_image_url),
             category_id=request.category_id,
             category_name=names.get(request.category_id) if request.category_id else None,
             use_case=request.use_case,
@@ -94,6 +94,16 @@ class AdminPoseRequestDetailOut(AdminPoseRequestOut):
 
 class PoseRequestList(CamelResponse):
     items: list[PoseRequestOut]
+
+
+class AdminPoseRequestList(CamelResponse):
+    items: list[AdminPoseRequestOut]
+
+
+class CreatedPoseRequest(CamelResponse):
+    """POST /requests answers `{"request": {...}}`, as the seed's clients read it."""
+
+    request: PoseRequestOut
 
 
 class Vote(CamelResponse):
@@ -166,6 +176,13 @@ class StatsSnapshot(CamelResponse):
             flow_run_id=snapshot.flow_run_id,
             stats=snapshot.stats,
         )
+
+
+def _reference_url(value: str | None) -> str | None:
+    """An uploaded reference is stored as its key and shown as a URL the client can fetch."""
+    if value is not None and value.startswith("uploads/"):
+        return get_storage().client_url(value)
+    return value
 
 
 def pose_requests(

@@ -139,6 +139,12 @@ def get_library_item(session: Session, item_id: uuid.UUID) -> PoseLibraryItem:
     return item
 
 
+def is_library_image(session: Session, key: str) -> bool:
+    """A library pose's picture: every signed-in user may see it (the library is for all)."""
+    found = session.scalar(select(PoseLibraryItem.id).where(PoseLibraryItem.image_key == key))
+    return found is not None
+
+
 def list_library(
     session: Session,
     *,

@@ -17,10 +17,11 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import field_validator
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from posegen.config import get_settings
 from posegen.db.community import (
     DESCRIPTION_MAX,
     OPEN_STATUSES,
@@ -35,6 +36,7 @@ from posegen.db.models import Role, User, utcnow
 from posegen.domain.bodies import CamelBody
 from posegen.domain.pose_library import clean_text, like_pattern, require_category
 from posegen.errors import Conflict, NotFound, ValidationFailed
+from posegen.storage import validate_key
 
 logger = logging.getLogger(__name__)
 
@@ -52,23 +54,33 @@ TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     RequestStatus.COMPLETED: frozenset(),
     RequestStatus.REJECTED: frozenset(),
 }
-# How an admin action is named in messages ("Cannot approve ...").
+# How an admin action is named in messages ("Cannot approve ..."): the seed's route names.
 ACTION_VERBS: dict[RequestStatus, str] = {
     RequestStatus.APPROVED: "approve",
     RequestStatus.REJECTED: "reject",
-    RequestStatus.IN_PROGRESS: "start",
-    RequestStatus.COMPLETED: "complete",
+    RequestStatus.IN_PROGRESS: "mark-in-progress",
+    RequestStatus.COMPLETED: "mark-completed",
 }
-# Pending requests are unmoderated: only their author and admins see them.
-PUBLIC_STATUSES = frozenset(set(RequestStatus) - {RequestStatus.PENDING})
-# The public board shows what is accepted and not yet delivered.
-BOARD_STATUSES = (RequestStatus.APPROVED, RequestStatus.IN_PROGRESS)
+
+
+def public_statuses() -> frozenset[RequestStatus]:
+    """Statuses every seller sees: all of them, unless pre-moderation hides pending ones."""
+    if get_settings().pose_requests_premoderation:
+        return frozenset(set(RequestStatus) - {RequestStatus.PENDING})
+    return frozenset(RequestStatus)
+
+
+def board_statuses() -> tuple[RequestStatus, ...]:
+    """The community board: what still takes votes and is visible to every seller."""
+    return tuple(s for s in OPEN_STATUSES if s in public_statuses())
 
 
 class RequestSort(StrEnum):
     NEWEST = "newest"
     OLDEST = "oldest"
     VOTES = "votes"
+    # The admin queue's default: what still waits for a decision first, most voted first.
+    PENDING_FIRST = "pending_first"
 
 
 class PoseRequestCreate(CamelBody):
@@ -102,19 +114,28 @@ class PoseRequestCreate(CamelBody):
     @field_validator("reference_image_url")
     @classmethod
     def _reference_image_url(cls, value: str | None) -> str | None:
-        # Stored and shown as a link only, never fetched by us: no SSRF guard needed.
+        # An http(s) URL is stored and shown as a link only, never fetched by us (no SSRF
+        # guard needed); an uploads/ key is the requester's own picture from POST /uploads.
         if value is None or not value.strip():
             return None
         value = value.strip()
+        if value.startswith("uploads/"):
+            try:
+                return validate_key(value)
+            except ValidationFailed as exc:
+                raise ValueError(exc.message) from None
         if len(value) > URL_MAX:
             raise ValueError(f"must be at most {URL_MAX} characters")
         if not re.match(r"^https?://[^\s/]+\.[^\s]*$", value):
-            raise ValueError("must be an http(s) URL such as https://example.com/pose.jpg")
+            raise ValueError(
+                "must be an uploads/ key from POST /uploads or an http(s) URL such as "
+                "https://example.com/pose.jpg"
+            )
         return value
 
 
 class AdminAction(CamelBody):
-    """Body of approve / reject / start: optional notes (reject requires them)."""
+    """Body of approve / reject / mark-in-progress: optional notes (reject requires them)."""
 
     admin_notes: str | None = None
 
@@ -125,13 +146,13 @@ class AdminAction(CamelBody):
 
 
 class NotesUpdate(AdminAction):
-    """Body of PATCH …/notes: the new notes; null or blank clears them."""
+    """Body of PUT …/notes: the new notes; null or blank clears them."""
 
 
 class CompleteAction(AdminAction):
-    """Body of complete: the library pose that answers the request."""
+    """Body of mark-completed: the library pose that answers the request (the seed's name)."""
 
-    pose_library_id: uuid.UUID | None = None
+    completed_pose_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +186,11 @@ def normalize_name(name: str) -> str:
 def create_request(session: Session, user: User, body: PoseRequestCreate) -> PoseRequest:
     """A new pending request; a second open one with the same normalized name is a 409."""
     require_category(session, body.category_id)
+    reference = body.reference_image_url
+    if reference and reference.startswith("uploads/") and not is_own_upload(reference, user.id):
+        raise ValidationFailed(
+            "referenceImageUrl: not one of your uploads", field="referenceImageUrl"
+        )
     normalized = normalize_name(body.pose_name)
     if _open_duplicate_exists(session, user.id, normalized):
         raise Conflict(DUPLICATE)
@@ -201,8 +227,18 @@ def _open_duplicate_exists(session: Session, user_id: uuid.UUID, normalized: str
     return found is not None
 
 
+def is_own_upload(key: str, user_id: uuid.UUID) -> bool:
+    return key.startswith(f"uploads/{user_id}/")
+
+
+def reference_image_readable(session: Session, user: User, key: str) -> bool:
+    """Whoever may see a request may see its reference picture (an uploads/ key of its author)."""
+    requests = session.scalars(select(PoseRequest).where(PoseRequest.reference_image_url == key))
+    return any(_visible(request, user) for request in requests)
+
+
 def get_visible_request(session: Session, user: User, request_id: uuid.UUID) -> PoseRequest:
-    """A request the user may see: their own, any moderated one, or anything for an admin."""
+    """A request the user may see: their own, any public one, or anything for an admin."""
     request = session.get(PoseRequest, request_id)
     if request is None or not _visible(request, user):
         raise NotFound(NOT_FOUND)
@@ -211,7 +247,7 @@ def get_visible_request(session: Session, user: User, request_id: uuid.UUID) -> 
 
 def _visible(request: PoseRequest, user: User) -> bool:
     return (
-        request.user_id == user.id or request.status in PUBLIC_STATUSES or user.role == Role.ADMIN
+        request.user_id == user.id or request.status in public_statuses() or user.role == Role.ADMIN
     )
 
 
@@ -248,11 +284,35 @@ def list_own_requests(
     limit: int,
 ) -> tuple[list[PoseRequest], int]:
     query = select(PoseRequest).where(PoseRequest.user_id == user_id)
+    return _page(session, _by_status_and_name(query, status, search), sort, offset, limit)
+
+
+def list_board_requests(
+    session: Session,
+    user: User,
+    *,
+    status: RequestStatus | None,
+    search: str | None,
+    sort: RequestSort,
+    offset: int,
+    limit: int,
+) -> tuple[list[PoseRequest], int]:
+    """The community board: every request this seller may see, everyone's."""
+    visible = sorted(public_statuses())
+    query = select(PoseRequest).where(
+        or_(PoseRequest.status.in_(visible), PoseRequest.user_id == user.id)
+    )
+    return _page(session, _by_status_and_name(query, status, search), sort, offset, limit)
+
+
+def _by_status_and_name(
+    query: Select[tuple[PoseRequest]], status: RequestStatus | None, search: str | None
+) -> Select[tuple[PoseRequest]]:
     if status is not None:
         query = query.where(PoseRequest.status == status)
     if search and search.strip():
         query = query.where(PoseRequest.pose_name.ilike(like_pattern(search), escape="\\"))
-    return _page(session, query, sort, offset, limit)
+    return query
 
 
 def list_all_requests(
@@ -260,6 +320,7 @@ def list_all_requests(
     *,
     status: RequestStatus | None,
     category_id: uuid.UUID | None,
+    user_id: uuid.UUID | None = None,
     search: str | None,
     sort: RequestSort,
     offset: int,
@@ -271,6 +332,8 @@ def list_all_requests(
         query = query.where(PoseRequest.status == status)
     if category_id is not None:
         query = query.where(PoseRequest.category_id == category_id)
+    if user_id is not None:
+        query = query.where(PoseRequest.user_id == user_id)
     if search and search.strip():
         pattern = like_pattern(search)
         query = query.where(
@@ -282,9 +345,12 @@ def list_all_requests(
     return _page(session, query, sort, offset, limit)
 
 
-def popular_requests(session: Session, limit: int) -> list[PoseRequest]:
-    """The public board: accepted, not yet delivered, most voted first."""
-    query = select(PoseRequest).where(PoseRequest.status.in_(BOARD_STATUSES))
+def popular_requests(
+    session: Session, limit: int, statuses: tuple[RequestStatus, ...] | None = None
+) -> list[PoseRequest]:
+    """Most voted first among `statuses` (default: the community board's)."""
+    chosen = board_statuses() if statuses is None else statuses
+    query = select(PoseRequest).where(PoseRequest.status.in_(chosen))
     return list(session.scalars(_ordered(query, RequestSort.VOTES).limit(limit)))
 
 
@@ -307,6 +373,11 @@ def _ordered(query: Select[tuple[PoseRequest]], sort: RequestSort) -> Select[tup
     if sort == RequestSort.VOTES:
         return query.order_by(
             PoseRequest.votes_count.desc(), PoseRequest.created_at.desc(), PoseRequest.id
+        )
+    if sort == RequestSort.PENDING_FIRST:
+        waiting = case((PoseRequest.status == RequestStatus.PENDING, 0), else_=1)
+        return query.order_by(
+            waiting, PoseRequest.votes_count.desc(), PoseRequest.created_at.desc(), PoseRequest.id
         )
     if sort == RequestSort.OLDEST:
         return query.order_by(PoseRequest.created_at.asc(), PoseRequest.id)
@@ -509,16 +580,16 @@ def _require_transition(current: RequestStatus, target: RequestStatus) -> None:
 
 
 def _completing_pose(session: Session, action: AdminAction) -> uuid.UUID:
-    pose_id = getattr(action, "pose_library_id", None)
+    pose_id = getattr(action, "completed_pose_id", None)
     if pose_id is None:
         raise ValidationFailed(
-            "poseLibraryId: the library pose that answers the request is required",
-            field="poseLibraryId",
+            "completedPoseId: the library pose that answers the request is required",
+            field="completedPoseId",
         )
     if session.get(PoseLibraryItem, pose_id) is None:
         raise ValidationFailed(
-            "poseLibraryId: no pose with this id in the library",
-            field="poseLibraryId",
+            "completedPoseId: no pose with this id in the library",
+            field="completedPoseId",
             value=str(pose_id),
         )
     return pose_id

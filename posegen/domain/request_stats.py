@@ -254,6 +254,9 @@ def live_stats(session: Session, top_n: int = 10) -> dict[str, Any]:
     ).all()
     total_votes = session.scalar(select(func.coalesce(func.sum(PoseRequest.votes_count), 0)))
     return {
+        # The seed's stats shape first (its admin dashboard reads these), then posegen's detail.
+        "total": sum(by_status.values()),
+        **{_camel(status): count for status, count in by_status.items()},
         "generatedAt": datetime.now(UTC).isoformat(),
         "totalRequests": sum(by_status.values()),
         "totalVotes": int(total_votes or 0),
@@ -268,6 +271,11 @@ def live_stats(session: Session, top_n: int = 10) -> dict[str, Any]:
         ],
         **ratios(by_status),
     }
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
 
 
 def store_snapshot(

@@ -1,4 +1,5 @@
-"""Who is looking at a page: the browser session behind the cookie, or a sign-in page.
+"""Who is looking at a page: the browser session behind the cookie, or a sign-in page (and
+for the admin desk, a 403 page unless the viewer is an administrator).
 
 Pages never take bearer tokens: a browser signs in through a one-time link and then carries
 only the HttpOnly session cookie. API routes accept the same cookie (posegen/api/deps.py).
@@ -12,10 +13,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from posegen.api.deps import SessionDep
-from posegen.db.models import User, WebSession
+from posegen.db.models import Role, User, WebSession
 from posegen.domain.sign_in import SESSION_COOKIE, find_session
 from posegen.domain.users import get_user
-from posegen.errors import Unauthorized
+from posegen.errors import Forbidden, Unauthorized
 
 
 class SignInRequired(Unauthorized):
@@ -42,3 +43,12 @@ def get_viewer(request: Request, session: SessionDep) -> Viewer:
 
 
 ViewerDep = Annotated[Viewer, Depends(get_viewer)]
+
+
+def get_admin_viewer(viewer: ViewerDep) -> Viewer:
+    if viewer.user.role != Role.ADMIN:
+        raise Forbidden("Only administrators can see this page.")
+    return viewer
+
+
+AdminViewerDep = Annotated[Viewer, Depends(get_admin_viewer)]

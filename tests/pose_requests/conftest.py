@@ -31,7 +31,7 @@ def admin(new_account: Callable[..., Account]) -> Account:
 
 @pytest.fixture
 def make_request(client: TestClient, account: Account) -> MakeRequest:
-    """POST /requests as `owner` (default: the `account` user) and return the 201 body."""
+    """POST /requests as `owner` (default: the `account` user); returns the 201 body's request."""
 
     def make(name: str = "Hand on hip", owner: Account | None = None, **fields: Any) -> dict:
         owner = owner or account
@@ -39,7 +39,7 @@ def make_request(client: TestClient, account: Account) -> MakeRequest:
             f"{BASE}/requests", json={"poseName": name, **fields}, headers=owner.headers
         )
         assert response.status_code == 201, response.text
-        return response.json()
+        return response.json()["request"]
 
     return make
 
@@ -55,7 +55,7 @@ def library_pose(client: TestClient, admin: Account) -> str:
 
 
 def move(client: TestClient, admin: Account, request_id: str, action: str, **body: Any) -> Any:
-    """An admin action (approve, reject, start, complete) on a request; returns the response."""
+    """An admin action (approve, reject, mark-in-progress, mark-completed) on a request."""
     return client.post(
         f"{BASE}/admin/pose-requests/{request_id}/{action}", json=body, headers=admin.headers
     )

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from posegen.config import reset_settings
 from tests.pose_requests.conftest import BASE, Account, MakeRequest, move
 
 ADMIN = f"{BASE}/admin/pose-requests"
@@ -40,7 +41,7 @@ def test_submit_returns_201_with_the_request(
         headers=account.headers,
     )
     assert response.status_code == 201
-    body = response.json()
+    body = response.json()["request"]  # the seed's shape: `response.body.request.status`
     assert body["poseName"] == "Leaning on a wall"
     assert (body["status"], body["votesCount"], body["hasVoted"]) == ("pending", 0, False)
     assert (body["categoryId"], body["categoryName"]) == (category["id"], "Standing")
@@ -177,31 +178,80 @@ def test_bad_list_parameters_are_400(
     assert response.json()["details"][0]["field"] == field
 
 
-def test_popular_board_shows_open_accepted_requests_by_votes(
+@pytest.mark.parametrize(
+    ("premoderation", "expected"),
+    [
+        # Default: pending requests are on the board and take every seller's votes.
+        (False, [("D", 1, True), ("B", 1, True), ("A", 0, False)]),  # ties: newest first
+        # Pre-moderation: only what an admin accepted; the vote on pending D was refused.
+        (True, [("B", 1, True), ("A", 0, False)]),
+    ],
+    ids=["community", "premoderation"],
+)
+def test_popular_board_shows_open_requests_by_votes(
+    premoderation: bool,
+    expected: list[tuple[str, int, bool]],
     client: TestClient,
     admin: Account,
     new_account: Callable[..., Account],
     make_request: MakeRequest,
-    library_pose: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("POSEGEN_POSE_REQUESTS_PREMODERATION", str(premoderation).lower())
+    reset_settings()
     author, fan = new_account(), new_account()
     ids = {name: make_request(name, owner=author)["id"] for name in "ABCD"}
     move(client, admin, ids["A"], "approve")
     move(client, admin, ids["B"], "approve")
-    move(client, admin, ids["B"], "start")
+    move(client, admin, ids["B"], "mark-in-progress")
     move(client, admin, ids["C"], "reject", adminNotes="no")  # D stays pending
     client.post(f"{BASE}/requests/{ids['B']}/vote", headers=fan.headers)
+    pending_vote = client.post(f"{BASE}/requests/{ids['D']}/vote", headers=fan.headers)
+    assert pending_vote.status_code == (404 if premoderation else 200)
 
     response = client.get(f"{BASE}/requests/popular", params={"limit": 100}, headers=fan.headers)
     board = [i for i in response.json()["items"] if i["id"] in ids.values()]
-    assert [(i["poseName"], i["votesCount"], i["hasVoted"]) for i in board] == [
-        ("B", 1, True),
-        ("A", 0, False),
+    assert [(i["poseName"], i["votesCount"], i["hasVoted"]) for i in board] == expected
+    seen = client.get(f"{BASE}/requests/{ids['D']}", headers=fan.headers)
+    assert seen.status_code == (404 if premoderation else 200)
+    # The author and admins see a pending request either way.
+    assert client.get(f"{BASE}/requests/{ids['D']}", headers=author.headers).status_code == 200
+    assert client.get(f"{ADMIN}/{ids['D']}", headers=admin.headers).status_code == 200
+
+
+def test_admin_popular_ranks_open_requests_by_votes(
+    client: TestClient,
+    admin: Account,
+    new_account: Callable[..., Account],
+    make_request: MakeRequest,
+) -> None:
+    """GET /admin/pose-requests/popular?limit= (the seed's): what sellers want, pending too."""
+    author = new_account()
+    ids = {name: make_request(f"Popular {name}", owner=author)["id"] for name in "XYZ"}
+    move(client, admin, ids["Z"], "reject", adminNotes="no")
+    for voter in (new_account(), new_account()):
+        client.post(f"{BASE}/requests/{ids['Y']}/vote", headers=voter.headers)
+
+    response = client.get(f"{ADMIN}/popular", params={"limit": 100}, headers=admin.headers)
+    assert response.status_code == 200, response.text
+    ranked = [i for i in response.json()["items"] if i["id"] in ids.values()]
+    assert [(i["poseName"], i["votesCount"], i["status"]) for i in ranked] == [
+        ("Popular Y", 2, "pending"),
+        ("Popular X", 0, "pending"),
     ]
+    assert ranked[0]["requesterEmail"].startswith("user-")
+    assert (
+        client.get(f"{ADMIN}/popular", params={"limit": 101}, headers=admin.headers).status_code
+        == 400
+    )
 
 
-def test_admin_list_filters_by_status_category_and_search(
-    client: TestClient, admin: Account, account: Account, make_request: MakeRequest
+def test_admin_list_filters_by_status_category_user_and_search(
+    client: TestClient,
+    admin: Account,
+    account: Account,
+    new_account: Callable[..., Account],
+    make_request: MakeRequest,
 ) -> None:
     category = client.post(
         f"{BASE}/admin/categories", json={"name": "Sitting pose"}, headers=admin.headers
@@ -215,6 +265,11 @@ def test_admin_list_filters_by_status_category_and_search(
         response = client.get(ADMIN, params=params, headers=admin.headers)
         assert response.status_code == 200, response.text
         return response.json()
+
+    other = make_request("Someone else's", owner=new_account())["id"]
+    by_user = get(userId=str(account.id), limit=100)
+    assert {i["userId"] for i in by_user["items"]} == {str(account.id)}
+    assert other not in {i["id"] for i in by_user["items"]}
 
     by_category = get(categoryId=category, sort="oldest")
     assert _names(by_category) == ["Cross-legged", "Chair lean"]
@@ -230,12 +285,13 @@ ADMIN_ROUTES = [
     ("get", ADMIN),
     ("get", f"{ADMIN}/stats"),
     ("get", f"{ADMIN}/stats/history"),
+    ("get", f"{ADMIN}/popular"),
     ("get", f"{ADMIN}/{SOME_ID}"),
     ("post", f"{ADMIN}/{SOME_ID}/approve"),
     ("post", f"{ADMIN}/{SOME_ID}/reject"),
-    ("post", f"{ADMIN}/{SOME_ID}/start"),
-    ("post", f"{ADMIN}/{SOME_ID}/complete"),
-    ("patch", f"{ADMIN}/{SOME_ID}/notes"),
+    ("post", f"{ADMIN}/{SOME_ID}/mark-in-progress"),
+    ("post", f"{ADMIN}/{SOME_ID}/mark-completed"),
+    ("put", f"{ADMIN}/{SOME_ID}/notes"),
     ("delete", f"{ADMIN}/{SOME_ID}"),
     ("post", f"{BASE}/admin/categories"),
     ("post", f"{BASE}/admin/library"),
@@ -246,7 +302,7 @@ ADMIN_ROUTES = [
 def test_admin_routes_refuse_users_with_403_and_strangers_with_401(
     method: str, url: str, client: TestClient, account: Account
 ) -> None:
-    body = {"adminNotes": "x", "name": "x"} if method in ("post", "patch") else None
+    body = {"adminNotes": "x", "name": "x"} if method in ("post", "put") else None
     as_user = client.request(method.upper(), url, json=body, headers=account.headers)
     assert as_user.status_code == 403
     assert as_user.json() == {"error": "Forbidden", "message": "This needs an administrator."}
@@ -298,6 +354,11 @@ def test_live_stats_count_what_is_in_the_database(
     client.post(f"{BASE}/requests/{request_id}/vote", headers=account.headers)
 
     after = client.get(f"{ADMIN}/stats", headers=admin.headers).json()
+    # The seed's fields, then posegen's detail.
+    seed = ("total", "pending", "approved", "inProgress", "completed", "rejected")
+    assert set(after) >= set(seed)
+    assert after["total"] == sum(after[name] for name in seed[1:]) == after["totalRequests"]
+    assert (after["approved"], after["pending"]) == (before["approved"] + 1, before["pending"])
     assert after["totalRequests"] == before["totalRequests"] + 1
     assert after["totalVotes"] == before["totalVotes"] + 1
     assert after["byStatus"]["approved"] == before["byStatus"]["approved"] + 1

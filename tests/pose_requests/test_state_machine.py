@@ -26,15 +26,15 @@ from tests.pose_requests.conftest import BASE, Account, MakeRequest, move
 ACTIONS = {
     "approve": RequestStatus.APPROVED,
     "reject": RequestStatus.REJECTED,
-    "start": RequestStatus.IN_PROGRESS,
-    "complete": RequestStatus.COMPLETED,
+    "mark-in-progress": RequestStatus.IN_PROGRESS,
+    "mark-completed": RequestStatus.COMPLETED,
 }
 # The legal path to each status, as admin actions from pending.
 PATHS = {
     RequestStatus.PENDING: [],
     RequestStatus.APPROVED: ["approve"],
-    RequestStatus.IN_PROGRESS: ["approve", "start"],
-    RequestStatus.COMPLETED: ["approve", "start", "complete"],
+    RequestStatus.IN_PROGRESS: ["approve", "mark-in-progress"],
+    RequestStatus.COMPLETED: ["approve", "mark-in-progress", "mark-completed"],
     RequestStatus.REJECTED: ["reject"],
 }
 CASES = [(status, action) for status in RequestStatus for action in ACTIONS]
@@ -44,8 +44,8 @@ def _body(action: str, library_pose: str) -> dict[str, Any]:
     """A body each action accepts, so only the transition itself can be refused."""
     if action == "reject":
         return {"adminNotes": "Too close to an existing pose"}
-    if action == "complete":
-        return {"poseLibraryId": library_pose}
+    if action == "mark-completed":
+        return {"completedPoseId": library_pose}
     return {}
 
 
@@ -141,15 +141,19 @@ def test_complete_needs_an_existing_library_pose(
     client: TestClient, admin: Account, make_request: MakeRequest, library_pose: str
 ) -> None:
     request_id = _request_in(RequestStatus.IN_PROGRESS, client, admin, make_request, library_pose)
-    missing = move(client, admin, request_id, "complete")
+    missing = move(client, admin, request_id, "mark-completed")
     unknown = move(
-        client, admin, request_id, "complete", poseLibraryId="00000000-0000-4000-8000-000000000000"
+        client,
+        admin,
+        request_id,
+        "mark-completed",
+        completedPoseId="00000000-0000-4000-8000-000000000000",
     )
-    assert (missing.status_code, missing.json()["field"]) == (400, "poseLibraryId")
-    assert (unknown.status_code, unknown.json()["field"]) == (400, "poseLibraryId")
+    assert (missing.status_code, missing.json()["field"]) == (400, "completedPoseId")
+    assert (unknown.status_code, unknown.json()["field"]) == (400, "completedPoseId")
     assert "no pose with this id" in unknown.json()["message"]
 
-    done = move(client, admin, request_id, "complete", poseLibraryId=library_pose)
+    done = move(client, admin, request_id, "mark-completed", completedPoseId=library_pose)
     assert done.status_code == 200
     assert done.json()["completedPoseId"] == library_pose
 
@@ -159,10 +163,10 @@ def test_notes_can_be_edited_without_changing_status(
 ) -> None:
     request_id = make_request()["id"]
     url = f"{BASE}/admin/pose-requests/{request_id}/notes"
-    edited = client.patch(url, json={"adminNotes": "Check licensing"}, headers=admin.headers)
+    edited = client.put(url, json={"adminNotes": "Check licensing"}, headers=admin.headers)
     assert (edited.status_code, edited.json()["adminNotes"]) == (200, "Check licensing")
     assert (edited.json()["status"], edited.json()["history"]) == ("pending", [])
-    cleared = client.patch(url, json={"adminNotes": None}, headers=admin.headers)
+    cleared = client.put(url, json={"adminNotes": None}, headers=admin.headers)
     assert cleared.json()["adminNotes"] is None
 
 

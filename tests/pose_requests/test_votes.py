@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from posegen.config import reset_settings
 from posegen.db.community import PoseRequest, PoseRequestVote, RequestStatus
 from posegen.db.models import User
 from posegen.db.session import session_scope
@@ -73,9 +74,27 @@ def test_unvote_takes_the_vote_back_once(
     assert _counts(db_url, request_id) == (0, 0)
 
 
-def test_pending_requests_of_others_are_invisible(
+def test_any_seller_votes_on_a_pending_request_by_default(
     client: TestClient, new_account: Callable[..., Account], make_request: MakeRequest
 ) -> None:
+    request_id = make_request()["id"]
+    seller = new_account()
+    voted = client.post(_vote_url(request_id), headers=seller.headers)
+    assert (voted.status_code, voted.json()["votesCount"]) == (200, 1)
+    seen = client.get(f"{BASE}/requests/{request_id}", headers=seller.headers).json()
+    assert (seen["status"], seen["votesCount"], seen["hasVoted"]) == ("pending", 1, True)
+    unvoted = client.delete(_vote_url(request_id), headers=seller.headers)
+    assert unvoted.json()["votesCount"] == 0
+
+
+def test_with_premoderation_pending_requests_of_others_are_invisible(
+    client: TestClient,
+    new_account: Callable[..., Account],
+    make_request: MakeRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("POSEGEN_POSE_REQUESTS_PREMODERATION", "true")
+    reset_settings()
     request_id = make_request()["id"]
     stranger = new_account()
     assert client.post(_vote_url(request_id), headers=stranger.headers).status_code == 404
@@ -98,7 +117,7 @@ def test_others_vote_once_approved_and_see_has_voted(
 
 @pytest.mark.parametrize(
     ("path", "status"),
-    [(["reject"], "rejected"), (["approve", "start", "complete"], "completed")],
+    [(["reject"], "rejected"), (["approve", "mark-in-progress", "mark-completed"], "completed")],
 )
 def test_closed_requests_take_no_votes_and_keep_their_count(
     path: list[str],
@@ -113,7 +132,10 @@ def test_closed_requests_take_no_votes_and_keep_their_count(
 ) -> None:
     request_id = make_request()["id"]
     client.post(_vote_url(request_id), headers=account.headers)
-    bodies = {"reject": {"adminNotes": "duplicate"}, "complete": {"poseLibraryId": library_pose}}
+    bodies = {
+        "reject": {"adminNotes": "duplicate"},
+        "mark-completed": {"completedPoseId": library_pose},
+    }
     for action in path:
         assert move(client, admin, request_id, action, **bodies.get(action, {})).status_code == 200
 

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from posegen.api.deps import get_admin_user, get_current_user
 from posegen.api.paths import BASE_PATH
-from posegen.web.deps import get_viewer
+from posegen.web.deps import get_admin_viewer, get_viewer
 
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 
@@ -62,7 +62,7 @@ def inventory(app: FastAPI) -> list[Route]:
                     path=route.path,
                     params=tuple(_PARAM.findall(route.path)),
                     needs_user=get_current_user in calls,
-                    needs_admin=get_admin_user in calls,
+                    needs_admin=bool({get_admin_user, get_admin_viewer} & calls),
                     needs_session=get_viewer in calls,
                     module=getattr(route.endpoint, "__module__", ""),
                     takes_body=bool(dependant is not None and dependant.body_params),

@@ -211,8 +211,10 @@ class Seller:
 def new_seller(web_stack: WebStack, browser: Browser) -> Iterator[Callable[..., Seller]]:
     contexts: list[BrowserContext] = []
 
-    def make(*, credits: int = 100, unlimited: bool = False, phone: bool = False) -> Seller:
-        user_id = make_user(web_stack.db_url, credits=credits, unlimited=unlimited)
+    def make(
+        *, credits: int = 100, unlimited: bool = False, phone: bool = False, admin: bool = False
+    ) -> Seller:
+        user_id = make_user(web_stack.db_url, credits=credits, unlimited=unlimited, admin=admin)
         context = browser.new_context(
             base_url=web_stack.base_url,
             viewport=PHONE if phone else DESKTOP,

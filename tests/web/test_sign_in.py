@@ -170,6 +170,7 @@ def test_someone_elses_pages_and_files_look_exactly_like_missing_ones(
         "GET /app/generations/{generation_id}",
         "GET /app/poses/{pose_id}",
         "GET /app/poses/{pose_id}/previews/{format_name}.jpg",
+        "GET /app/library/{pose_id}",  # the library is everyone's: a pose id names no owner
     }
     for route in PAGES_WITH_IDS:
         their_page = client.get(route.url(values))

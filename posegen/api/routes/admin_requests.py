@@ -1,6 +1,8 @@
 """The admin queue of pose requests: review, move through the lifecycle, notes, delete, stats.
 
-Every route takes `AdminUser`, so anyone else gets 403 before anything is read.
+Every route takes `AdminUser`, so anyone else gets 403 before anything is read. Routes and
+bodies are named as the seed's API names them (`mark-in-progress`, `mark-completed
+{completedPoseId}`, `PUT notes`, `popular`); posegen adds history, delete and stats history.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from sqlalchemy.orm import Session
 from posegen.api import community_schemas as schemas
 from posegen.api.deps import AdminUser, SessionDep, parse_id
 from posegen.api.pagination import Page, Paginated, paginated
-from posegen.db.community import RequestStatus
+from posegen.db.community import OPEN_STATUSES, RequestStatus
 from posegen.db.models import User
 from posegen.domain import pose_requests as domain
 from posegen.domain import request_stats
@@ -38,6 +40,7 @@ def list_requests(
     page: Page,
     status: RequestStatus | None = None,
     category_id: Annotated[uuid.UUID | None, Query(alias="categoryId")] = None,
+    user_id: Annotated[uuid.UUID | None, Query(alias="userId")] = None,
     search: Annotated[str | None, Query(max_length=100)] = None,
     sort: RequestSort = RequestSort.NEWEST,
 ) -> Paginated[schemas.AdminPoseRequestOut]:
@@ -45,6 +48,7 @@ def list_requests(
         session,
         status=status,
         category_id=category_id,
+        user_id=user_id,
         search=search,
         sort=sort,
         offset=page.offset,
@@ -53,10 +57,23 @@ def list_requests(
     return paginated(schemas.admin_pose_requests(session, admin, items), page, total)
 
 
-@router.get("/stats")
+@router.get("/stats", responses=_ERRORS)
 def live_stats(admin: AdminUser, session: SessionDep) -> dict[str, Any]:
-    """Counts straight from the database, as of now (the hourly flow keeps the history)."""
+    """Counts straight from the database, as of now (the hourly flow keeps the history):
+    `{total, pending, approved, inProgress, completed, rejected}` as the seed reads them, then
+    by category, top voted and ratios."""
     return request_stats.live_stats(session)
+
+
+@router.get("/popular", response_model=schemas.AdminPoseRequestList, responses=_ERRORS)
+def popular(
+    admin: AdminUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> schemas.AdminPoseRequestList:
+    """What sellers want most: requests still open (pending, approved, in progress), by votes."""
+    items = domain.popular_requests(session, limit, statuses=OPEN_STATUSES)
+    return schemas.AdminPoseRequestList(items=schemas.admin_pose_requests(session, admin, items))
 
 
 @router.get("/stats/history", response_model=Paginated[schemas.StatsSnapshot])
@@ -82,7 +99,9 @@ def read_request(
     return schemas.admin_pose_request_detail(session, admin, request, changes)
 
 
-@router.post("/{request_id}/approve", response_model=schemas.AdminPoseRequestDetailOut)
+@router.post(
+    "/{request_id}/approve", response_model=schemas.AdminPoseRequestDetailOut, responses=_ERRORS
+)
 def approve(
     request_id: str, admin: AdminUser, session: SessionDep, body: AdminAction | None = None
 ) -> schemas.AdminPoseRequestDetailOut:
@@ -100,25 +119,29 @@ def reject(
 
 
 @router.post(
-    "/{request_id}/start", response_model=schemas.AdminPoseRequestDetailOut, responses=_ERRORS
+    "/{request_id}/mark-in-progress",
+    response_model=schemas.AdminPoseRequestDetailOut,
+    responses=_ERRORS,
 )
-def start(
+def mark_in_progress(
     request_id: str, admin: AdminUser, session: SessionDep, body: AdminAction | None = None
 ) -> schemas.AdminPoseRequestDetailOut:
     return _move(session, admin, request_id, RequestStatus.IN_PROGRESS, body or AdminAction())
 
 
 @router.post(
-    "/{request_id}/complete", response_model=schemas.AdminPoseRequestDetailOut, responses=_ERRORS
+    "/{request_id}/mark-completed",
+    response_model=schemas.AdminPoseRequestDetailOut,
+    responses=_ERRORS,
 )
-def complete(
+def mark_completed(
     request_id: str, admin: AdminUser, session: SessionDep, body: CompleteAction | None = None
 ) -> schemas.AdminPoseRequestDetailOut:
-    """`poseLibraryId` is required and must name an existing library pose."""
+    """`completedPoseId` is required and must name an existing pose library item."""
     return _move(session, admin, request_id, RequestStatus.COMPLETED, body or CompleteAction())
 
 
-@router.patch(
+@router.put(
     "/{request_id}/notes", response_model=schemas.AdminPoseRequestDetailOut, responses=_ERRORS
 )
 def update_notes(

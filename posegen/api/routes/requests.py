@@ -20,23 +20,24 @@ router = APIRouter(prefix="/requests", tags=["pose requests"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid bearer token"},
     404: {"description": "Pose request not found (or not visible to you)"},
-    409: {"description": "Not allowed in the request's current status"},
+    409: {"description": "Not allowed in the request's current status, or a duplicate"},
 }
 
 
 @router.post(
     "",
     status_code=201,
-    response_model=schemas.PoseRequestOut,
+    response_model=schemas.CreatedPoseRequest,
     responses={**_ERRORS, **RATE_LIMITED},
     dependencies=[per_user(Bucket.REQUESTS)],
 )
 def create_request(
     body: PoseRequestCreate, user: CurrentUser, session: SessionDep
-) -> schemas.PoseRequestOut:
-    """409 when you already have an open request with the same name (case and spacing aside)."""
+) -> schemas.CreatedPoseRequest:
+    """409 "You already have a pending request for this pose" when you have an open one with
+    the same name (case and spacing aside)."""
     request = domain.create_request(session, user, body)
-    return schemas.pose_requests(session, user, [request])[0]
+    return schemas.CreatedPoseRequest(request=schemas.pose_requests(session, user, [request])[0])
 
 
 @router.get("", response_model=Paginated[schemas.PoseRequestOut])
@@ -66,7 +67,8 @@ def popular_requests(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> schemas.PoseRequestList:
-    """Approved and in-progress requests, most voted first, with whether you voted."""
+    """The community board: requests still taking votes, most voted first, with whether you
+    voted (pending ones too, unless POSEGEN_POSE_REQUESTS_PREMODERATION is on)."""
     items = domain.popular_requests(session, limit)
     return schemas.PoseRequestList(items=schemas.pose_requests(session, user, items))
 

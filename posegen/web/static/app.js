@@ -846,6 +846,535 @@ function setUpPoseGrid(grid) {
   onLive("background-change.failed", (payload) => update(payload, "failed", payload.errorMessage));
 }
 
+// ---- pose requests: the form, the lists, the cards ------------------------------------------
+
+// A list rendered by the server ([data-request-list], [data-queue-list]) swapped for the one at
+// `url` without a reload; skeleton cards stand in while it loads.
+async function swapList(selector, url, { push = true, skeleton = true } = {}) {
+  const current = $(selector);
+  if (!current) return false;
+  const body = $("[data-list-body]", current);
+  if (skeleton && body) {
+    body.setAttribute("aria-busy", "true");
+    const grid = document.createElement("ul");
+    grid.className = "request-grid";
+    grid.dataset.skeleton = "";
+    for (let i = 0; i < 3; i += 1) {
+      const item = document.createElement("li");
+      item.className = "request-card card skeleton";
+      item.setAttribute("aria-hidden", "true");
+      for (const size of ["wide", "full", "half"]) {
+        const line = document.createElement("span");
+        line.className = `skeleton-line skeleton-${size}`;
+        item.append(line);
+      }
+      grid.append(item);
+    }
+    body.replaceChildren(grid);
+  }
+  const response = await fetch(url, { credentials: "same-origin" }).catch(() => null);
+  if (!response?.ok) {
+    if (body) body.removeAttribute("aria-busy");
+    toast("Could not load the list. Check your connection and try again.", "error");
+    return false;
+  }
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const next = $(selector, page);
+  if (!next) return false;
+  current.replaceWith(next);
+  if (push) history.replaceState(null, "", url);
+  return true;
+}
+
+function setUpRequestLists() {
+  const reload = () => swapList("[data-request-list]", window.location.href, { skeleton: false });
+
+  document.addEventListener("click", async (event) => {
+    const link = event.target.closest("[data-request-list] a[data-list-link]");
+    if (link) {
+      event.preventDefault();
+      await swapList("[data-request-list]", link.href);
+      return;
+    }
+    const voteButton = event.target.closest("[data-vote]");
+    if (voteButton) {
+      await toggleVote(voteButton);
+      return;
+    }
+    const details = event.target.closest("[data-details]");
+    if (details) {
+      details.closest("details").open = false;
+      showRequestDetails(details.closest("[data-request-card]"));
+      return;
+    }
+    const remove = event.target.closest("[data-delete]");
+    if (remove) {
+      const card = remove.closest("[data-request-card]");
+      const name = $(".request-name", card).textContent;
+      if (!window.confirm(`Delete your request “${name}”?`)) return;
+      try {
+        await api("DELETE", `/requests/${remove.dataset.delete}`);
+        toast(`Request “${name}” deleted.`);
+        await reload();
+      } catch (error) {
+        toast(error.message, "error");
+      }
+    }
+  });
+
+  document.addEventListener("submit", async (event) => {
+    const filters = event.target.closest("[data-list-filters]");
+    if (!filters) return;
+    event.preventDefault();
+    const query = new URLSearchParams();
+    for (const [key, value] of new FormData(filters)) if (value) query.set(key, value);
+    await swapList("[data-request-list]", `${filters.action}?${query}`);
+  });
+  document.addEventListener("change", (event) => {
+    const filters = event.target.closest("[data-list-filters]");
+    if (filters && event.target.tagName === "SELECT") filters.requestSubmit();
+  });
+
+  // A status change of one of my requests: a toast, and the card redrawn where it is shown.
+  onLive("pose-request.status-changed", async (payload) => {
+    const label = pageData.statusLabels?.[payload.to] ?? payload.to;
+    let name = $(`[data-request-card="${payload.requestId}"] .request-name`)?.textContent;
+    if (!name) {
+      try {
+        name = (await api("GET", `/requests/${payload.requestId}`)).poseName;
+      } catch {
+        name = "One of your requests";
+      }
+    }
+    toast(`“${name}” is now ${label.toLowerCase()}.${payload.notes ? ` Note: ${payload.notes}` : ""}`);
+    await refreshCard(payload.requestId);
+  });
+}
+
+async function refreshCard(requestId) {
+  const card = $(`[data-request-card="${requestId}"]`);
+  if (!card) return;
+  const response = await fetch(window.location.href, { credentials: "same-origin" }).catch(() => null);
+  if (!response?.ok) return;
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = $(`[data-request-card="${requestId}"]`, page);
+  if (fresh) card.replaceWith(fresh);
+}
+
+async function toggleVote(button) {
+  const card = button.closest("[data-request-card]");
+  const voted = button.getAttribute("aria-pressed") === "true";
+  button.disabled = true;
+  try {
+    const state = await api(voted ? "DELETE" : "POST", `/requests/${button.dataset.vote}/vote`);
+    showVote(card, state.votesCount, state.hasVoted);
+  } catch (error) {
+    toast(error.message, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function showVote(card, count, hasVoted) {
+  const button = $("[data-vote]", card);
+  button.setAttribute("aria-pressed", hasVoted ? "true" : "false");
+  $("[data-vote-label]", card).textContent = hasVoted ? "Voted" : "Vote";
+  const counter = $("[data-vote-count]", card);
+  counter.textContent = String(count);
+  counter.nextSibling.textContent = count === 1 ? " vote" : " votes";
+  card.dataset.votes = String(count);
+}
+
+function showRequestDetails(card) {
+  const dialog = $("[data-request-dialog]");
+  const request = JSON.parse($("[data-request-json]", card).textContent);
+  $("[data-dialog-title]", dialog).textContent = request.poseName;
+  const rows = [
+    ["Status", pageData.statusLabels?.[request.status] ?? request.status],
+    ["Description", request.description],
+    ["Category", request.categoryName],
+    ["Use case", request.useCase],
+    ["Votes", String(request.votesCount)],
+    ["Submitted", new Date(request.createdAt).toLocaleString()],
+    ["Last change", new Date(request.updatedAt).toLocaleString()],
+    ["Note from the team", request.adminNotes],
+  ];
+  fillDetails($("[data-dialog-body]", dialog), rows);
+  dialog.showModal();
+}
+
+function fillDetails(list, rows) {
+  list.replaceChildren();
+  for (const [term, value] of rows) {
+    if (!value) continue;
+    const dt = document.createElement("dt");
+    dt.textContent = term;
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    list.append(dt, dd);
+  }
+}
+
+function setUpDialogClose() {
+  for (const button of $$("[data-dialog-close], [data-review-close]")) {
+    button.addEventListener("click", () => button.closest("dialog").close());
+  }
+}
+
+// PoseRequestForm: counters, a reference picture through POST /uploads, checks, the API's say.
+function setUpRequestForm(form) {
+  const limits = pageData.limits;
+  const message = $("[data-request-message]", form);
+  const submit = $("[data-request-submit]", form);
+  const preview = $("[data-reference-preview]", form);
+  const thumb = $("[data-reference-thumb]", form);
+  const state = $("[data-reference-state]", form);
+  let referenceKey = null;
+  let uploading = false;
+
+  for (const counter of $$("[data-count-for]", form)) {
+    const input = document.getElementById(counter.dataset.countFor);
+    const max = Number(input.getAttribute("maxlength"));
+    const count = () => {
+      counter.textContent = `${input.value.length}/${max}`;
+      counter.classList.toggle("is-near", input.value.length > max * 0.9);
+    };
+    input.addEventListener("input", count);
+    count();
+  }
+
+  function clearErrors() {
+    message.hidden = true;
+    for (const node of $$("[data-field-error]", form)) node.hidden = true;
+    for (const node of $$("[aria-invalid]", form)) node.removeAttribute("aria-invalid");
+  }
+
+  function fieldError(field, text) {
+    const slot = $(`[data-field-error="${field}"]`, form);
+    if (!slot) {
+      message.textContent = text;
+      message.hidden = false;
+      return;
+    }
+    slot.textContent = text;
+    slot.hidden = false;
+    form.elements[field]?.setAttribute("aria-invalid", "true");
+  }
+
+  setUpDropzone($("[data-reference-dropzone]", form), $("[data-reference-input]", form), async ([file]) => {
+    clearErrors();
+    referenceKey = null;
+    uploading = true;
+    preview.hidden = false;
+    thumb.src = URL.createObjectURL(file);
+    state.textContent = "Uploading…";
+    try {
+      const stored = await uploadFile("/uploads", file, (fraction) => {
+        state.textContent = `Uploading… ${Math.round(fraction * 100)}%`;
+      });
+      referenceKey = stored.key;
+      thumb.src = stored.url;
+      state.textContent = file.name;
+      preview.dataset.referenceKey = stored.key;
+    } catch (error) {
+      preview.hidden = true;
+      fieldError("referenceImageUrl", error.message);
+    } finally {
+      uploading = false;
+    }
+  });
+  $("[data-reference-remove]", form).addEventListener("click", () => {
+    referenceKey = null;
+    preview.hidden = true;
+    delete preview.dataset.referenceKey;
+    thumb.removeAttribute("src");
+  });
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors();
+    const poseName = form.elements.poseName.value.trim();
+    const description = form.elements.description.value.trim();
+    const useCase = form.elements.useCase.value.trim();
+    const problems = [];
+    if (!poseName) problems.push(["poseName", "Give the pose a name."]);
+    if (poseName.length > limits.poseName) {
+      problems.push(["poseName", `Keep the name to ${limits.poseName} characters.`]);
+    }
+    if (description.length > limits.description) {
+      problems.push(["description", `Keep the description to ${limits.description} characters.`]);
+    }
+    if (useCase.length > limits.useCase) {
+      problems.push(["useCase", `Keep the use case to ${limits.useCase} characters.`]);
+    }
+    if (uploading) problems.push(["referenceImageUrl", "Wait for the picture to finish uploading."]);
+    if (problems.length) {
+      for (const [field, text] of problems) fieldError(field, text);
+      form.elements[problems[0][0]]?.focus();
+      return;
+    }
+    const body = { poseName };
+    if (description) body.description = description;
+    if (useCase) body.useCase = useCase;
+    if (form.elements.categoryId.value) body.categoryId = form.elements.categoryId.value;
+    if (referenceKey) body.referenceImageUrl = referenceKey;
+    submit.disabled = true;
+    submit.setAttribute("aria-busy", "true");
+    try {
+      await api("POST", "/requests", body);
+      toast("Request submitted! Our team will review it soon.");
+      form.reset();
+      referenceKey = null;
+      preview.hidden = true;
+      for (const input of $$("input, textarea", form)) input.dispatchEvent(new Event("input"));
+      await swapList("[data-request-list]", "/app/requests?view=mine");
+    } catch (error) {
+      const details = error.status === 400 ? error.body.details ?? [] : [];
+      if (details.length) {
+        for (const detail of details) fieldError(detail.field ?? "", sentence(detail.message));
+      } else if (error.status === 409) {
+        fieldError("poseName", sentence(error.message));
+      } else {
+        message.textContent = sentence(error.message);
+        message.hidden = false;
+      }
+    } finally {
+      submit.disabled = false;
+      submit.removeAttribute("aria-busy");
+    }
+  });
+}
+
+// ---- the admin desk -------------------------------------------------------------------------------
+
+function setUpAdminQueue() {
+  const dialog = $("[data-review-dialog]");
+  const form = $("[data-review-form]", dialog);
+  const notes = form.elements.adminNotes;
+  const message = $("[data-review-message]", dialog);
+  const completeBox = $("[data-complete-box]", dialog);
+  const poseSelect = $("[data-complete-pose]", dialog);
+  let current = null;
+
+  function fillLibrary(selected) {
+    poseSelect.replaceChildren(new Option("Choose a pose…", ""));
+    for (const item of pageData.library) {
+      poseSelect.append(new Option(item.name, item.id, false, item.id === selected));
+    }
+  }
+
+  function say(text, ok = false) {
+    message.textContent = text;
+    message.className = `notice ${ok ? "notice-ok" : "notice-error"}`;
+    message.hidden = false;
+  }
+
+  function show(request) {
+    current = request;
+    $("[data-review-title]", dialog).textContent = request.poseName;
+    const badge = $("[data-review-status]", dialog);
+    badge.textContent = pageData.statusLabels[request.status] ?? request.status;
+    badge.className = `badge status-${request.status}`;
+    dialog.dataset.status = request.status;
+    fillDetails($("[data-review-body]", dialog), [
+      ["Requester", request.requesterEmail ?? request.userId],
+      ["Description", request.description],
+      ["Category", request.categoryName],
+      ["Use case", request.useCase],
+      ["Votes", String(request.votesCount)],
+      ["Submitted", new Date(request.createdAt).toLocaleString()],
+    ]);
+    if (request.referenceImageUrl) {
+      const dt = document.createElement("dt");
+      dt.textContent = "Reference";
+      const dd = document.createElement("dd");
+      const img = document.createElement("img");
+      img.className = "review-ref";
+      img.src = request.referenceImageUrl;
+      img.alt = `Reference picture for ${request.poseName}`;
+      dd.append(img);
+      $("[data-review-body]", dialog).append(dt, dd);
+    }
+    const history = $("[data-review-history]", dialog);
+    history.replaceChildren();
+    const moves = request.history ?? [];
+    if (!moves.length) {
+      const item = document.createElement("li");
+      item.className = "muted";
+      item.textContent = "No changes yet: submitted and waiting.";
+      history.append(item);
+    }
+    for (const change of moves) {
+      const item = document.createElement("li");
+      item.dataset.historyItem = `${change.fromStatus}>${change.toStatus}`;
+      const from = pageData.statusLabels[change.fromStatus] ?? change.fromStatus;
+      const to = pageData.statusLabels[change.toStatus] ?? change.toStatus;
+      item.textContent = `${new Date(change.createdAt).toLocaleString()}: ${from} → ${to}` +
+        (change.notes ? ` (“${change.notes}”)` : "");
+      history.append(item);
+    }
+    notes.value = request.adminNotes ?? "";
+    const legal = new Set(pageData.transitions[request.status] ?? []);
+    const targets = {
+      approve: "approved",
+      reject: "rejected",
+      "mark-in-progress": "in_progress",
+    };
+    for (const [action, target] of Object.entries(targets)) {
+      $(`[data-action="${action}"]`, dialog).hidden = !legal.has(target);
+    }
+    completeBox.hidden = !legal.has("completed");
+    fillLibrary(request.completedPoseId);
+  }
+
+  async function open(requestId) {
+    message.hidden = true;
+    try {
+      show(await api("GET", `/admin/pose-requests/${requestId}`));
+      if (!dialog.open) dialog.showModal();
+    } catch (error) {
+      toast(error.message, "error");
+    }
+  }
+
+  async function act(action) {
+    message.hidden = true;
+    const text = notes.value.trim();
+    let method = "POST";
+    let body = {};
+    if (text) body.adminNotes = text;
+    if (action === "reject" && !text) {
+      say("Say why in the notes: the requester is told, and a rejection needs a reason.");
+      notes.setAttribute("aria-invalid", "true");
+      notes.focus();
+      return;
+    }
+    notes.removeAttribute("aria-invalid");
+    if (action === "mark-completed") {
+      if (!poseSelect.value) {
+        say("Choose the library pose that completes this request, or add one.");
+        poseSelect.focus();
+        return;
+      }
+      body.completedPoseId = poseSelect.value;
+    }
+    if (action === "notes") {
+      method = "PUT";
+      body = { adminNotes: text || null };
+    }
+    const path = `/admin/pose-requests/${current.id}/${action}`;
+    try {
+      const updated = await api(method, path, body);
+      show(updated);
+      say(action === "notes" ? "Notes saved." : `Now ${pageData.statusLabels[updated.status].toLowerCase()}.`, true);
+      await swapList("[data-queue-list]", window.location.href, { skeleton: false });
+    } catch (error) {
+      say(sentence(error.message));
+    }
+  }
+
+  for (const button of $$("[data-action]", dialog)) {
+    button.addEventListener("click", () => act(button.dataset.action));
+  }
+
+  $("[data-new-pose-add]", dialog).addEventListener("click", async () => {
+    const name = $("[data-new-pose-name]", dialog).value.trim();
+    const file = $("[data-new-pose-image]", dialog).files?.[0];
+    if (!name) {
+      say("Name the new library pose.");
+      return;
+    }
+    try {
+      const body = { name };
+      if (current.categoryId) body.categoryId = current.categoryId;
+      if (file) body.imageKey = (await uploadFile("/uploads", file, () => {})).key;
+      const item = await api("POST", "/admin/library", body);
+      pageData.library.push(item);
+      fillLibrary(item.id);
+      $("[data-new-pose]", dialog).open = false;
+      say(`“${item.name}” added to the library and chosen.`, true);
+    } catch (error) {
+      say(sentence(error.message));
+    }
+  });
+
+  document.addEventListener("click", (event) => {
+    const review = event.target.closest("[data-review]");
+    if (review) open(review.dataset.review);
+    const link = event.target.closest("[data-queue-list] .pager a");
+    if (link) {
+      event.preventDefault();
+      swapList("[data-queue-list]", link.href, { skeleton: false });
+    }
+  });
+  document.addEventListener("submit", (event) => {
+    const filters = event.target.closest("[data-queue-filters]");
+    if (!filters) return;
+    event.preventDefault();
+    const query = new URLSearchParams();
+    for (const [key, value] of new FormData(filters)) if (value) query.set(key, value);
+    swapList("[data-queue-list]", `${filters.action}?${query}`, { skeleton: false });
+  });
+  document.addEventListener("change", (event) => {
+    const filters = event.target.closest("[data-queue-filters]");
+    if (filters && event.target.tagName === "SELECT") filters.requestSubmit();
+  });
+}
+
+function setUpAdminLibrary() {
+  const reload = () => window.location.reload();
+  const categoryForm = $("[data-category-form]");
+  categoryForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const note = $("[data-category-message]", categoryForm);
+    const name = categoryForm.elements.name.value.trim();
+    if (!name) {
+      note.textContent = "Name the category.";
+      note.className = "notice notice-error";
+      note.hidden = false;
+      return;
+    }
+    try {
+      const body = { name };
+      const description = categoryForm.elements.description.value.trim();
+      if (description) body.description = description;
+      await api("POST", "/admin/categories", body);
+      reload();
+    } catch (error) {
+      note.textContent = sentence(error.message);
+      note.className = "notice notice-error";
+      note.hidden = false;
+    }
+  });
+  const libraryForm = $("[data-library-form]");
+  libraryForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const note = $("[data-library-message]", libraryForm);
+    const fail = (text) => {
+      note.textContent = text;
+      note.className = "notice notice-error";
+      note.hidden = false;
+    };
+    const name = libraryForm.elements.name.value.trim();
+    if (!name) {
+      fail("Name the pose.");
+      return;
+    }
+    try {
+      const body = { name };
+      const description = libraryForm.elements.description.value.trim();
+      if (description) body.description = description;
+      if (libraryForm.elements.categoryId.value) body.categoryId = libraryForm.elements.categoryId.value;
+      const file = libraryForm.elements.image.files?.[0];
+      if (file) body.imageKey = (await uploadFile("/uploads", file, () => {})).key;
+      await api("POST", "/admin/library", body);
+      reload();
+    } catch (error) {
+      fail(sentence(error.message));
+    }
+  });
+}
+
 // ---- start ------------------------------------------------------------------------------------
 
 for (const section of $$("[data-uploader]")) setUpUploader(section);
@@ -855,5 +1384,11 @@ const selector = $("[data-export-selector]");
 if (selector) setUpExports(selector);
 const grid = $("[data-pose-grid]");
 if (grid) setUpPoseGrid(grid);
+const requestForm = $("[data-request-form]");
+if (requestForm) setUpRequestForm(requestForm);
+if ($("[data-request-list]")) setUpRequestLists();
+if ($("[data-queue-list]")) setUpAdminQueue();
+if ($("[data-library-form]")) setUpAdminLibrary();
+setUpDialogClose();
 startLiveEvents();
 document.body.dataset.ready = "true";

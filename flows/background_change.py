@@ -88,9 +88,16 @@ async def background_change(
     async with concurrency(
         BACKGROUND_CHANGE_LIMIT, occupy=1, strict=True, lease_duration=SLOT_LEASE_SECONDS
     ):
-        remove_background(images)
-        build_background(images, change)
-        composite(images)
-    image_url = update_pose(images, request_id, change)
+        mask_key = remove_background(images)
+        background_key = build_background(images, change)
+        output_key = composite(images, mask_key, background_key)
+    image_url = update_pose(
+        images,
+        request_id,
+        change,
+        output_key=output_key,
+        mask_key=mask_key,
+        background_key=background_key,
+    )
     emit_completed(ticket, change, image_url)
-    return images.output_key
+    return output_key

@@ -85,23 +85,32 @@ def build_background(images: PoseImages, change: BackgroundChange) -> str:
 
 
 @task(name="composite", timeout_seconds=120, **_RETRYING)
-def composite(images: PoseImages) -> str:
-    return pipeline.composite_pose(get_storage(), images)
+def composite(images: PoseImages, mask_key: str, background_key: str) -> str:
+    return pipeline.composite_pose(get_storage(), images, mask_key, background_key)
 
 
 @task(name="update-pose", **_RETRYING)
-def update_pose(images: PoseImages, request_id: uuid.UUID, change: BackgroundChange) -> str:
+def update_pose(
+    images: PoseImages,
+    request_id: uuid.UUID,
+    change: BackgroundChange,
+    *,
+    output_key: str,
+    mask_key: str,
+    background_key: str,
+) -> str:
+    """Record the change on the pose; the new image's client URL, for the completion event."""
     with session_scope() as session:
         domain.complete_change(
             session,
             images.pose_id,
             request_id,
             change,
-            image_key=images.output_key,
-            mask_key=images.mask_key,
-            background_key=images.background_key,
+            image_key=output_key,
+            mask_key=mask_key,
+            background_key=background_key,
         )
-    return get_storage().client_url(images.output_key)
+    return get_storage().client_url(output_key)
 
 
 @task(name="emit-completed")

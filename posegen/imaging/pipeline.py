@@ -52,13 +52,22 @@ def build_background(storage: Storage, images: PoseImages, change: BackgroundCha
     return images.background_key
 
 
-def composite_pose(storage: Storage, images: PoseImages) -> str:
-    """Subject over the new background, written to the pose's `_bg.png` key in one atomic write."""
+def composite_pose(
+    storage: Storage,
+    images: PoseImages,
+    mask_key: str | None = None,
+    background_key: str | None = None,
+) -> str:
+    """Subject over the new background, written to the pose's `_bg.png` key in one atomic write.
+
+    `mask_key` and `background_key` are what the two steps before returned (the pose's own
+    keys when omitted), so a flow can hand each step's result to the next.
+    """
     original = _load(storage, images.original_key)
-    mask = _load(storage, images.mask_key).convert("L")
+    mask = _load(storage, mask_key or images.mask_key).convert("L")
     if mask.size != original.size:
         mask = mask.resize(original.size, Image.Resampling.LANCZOS)
-    background = _load(storage, images.background_key)
+    background = _load(storage, background_key or images.background_key)
     result = composite(cutout(original, mask), background)
     storage.write_bytes(images.output_key, encode_png(result), content_type="image/png")
     return images.output_key

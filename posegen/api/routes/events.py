@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
 
 from posegen.api.deps import CurrentUser, SessionDep
+from posegen.api.event_hub import hub_of
 from posegen.api.event_stream import EventStreamResponse, UserEventStream
 
 router = APIRouter(tags=["events"])
@@ -29,6 +30,7 @@ router = APIRouter(tags=["events"])
     },
 )
 async def stream_events(
+    request: Request,
     user: CurrentUser,
     session: SessionDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
@@ -40,6 +42,6 @@ async def stream_events(
     """
     user_id = user.id
     await run_in_threadpool(session.close)
-    stream = UserEventStream(user_id, last_event_id)
+    stream = UserEventStream(hub_of(request.app), user_id, last_event_id)
     await stream.open()
     return EventStreamResponse(stream)

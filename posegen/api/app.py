@@ -29,6 +29,7 @@ from posegen.api.routes import (
     library,
     me,
     poses,
+    projects,
     requests,
     sign_in,
     uploads,
@@ -64,6 +65,7 @@ def create_app() -> FastAPI:
     for module in (
         health,
         me,
+        projects,
         generations,
         poses,
         uploads,

@@ -177,10 +177,17 @@ def models_fetch(
 def import_dir(
     directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, readable=True)],
     user: Annotated[str, typer.Option("--user", help="Owner's email.")],
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project", help="One of the owner's project ids, or a project name (created if new)."
+        ),
+    ] = None,
 ) -> None:
     """Create a generation whose poses are the images in DIR; prints its id last."""
     from posegen.db.session import session_scope
     from posegen.domain.poses import get_user_by_email, import_generation
+    from posegen.domain.projects import get_owned_project, project_named
     from posegen.storage import get_storage
 
     files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -191,8 +198,20 @@ def import_dir(
     try:
         with session_scope() as session:
             owner = get_user_by_email(session, user)
+            project_id = None
+            if project is not None:
+                try:
+                    chosen = get_owned_project(session, owner.id, uuid.UUID(project))
+                except ValueError:
+                    chosen = project_named(session, owner.id, project)
+                project_id = chosen.id
+                console.print(f"project {chosen.name} ({chosen.id})")
             generation = import_generation(
-                session, get_storage(), owner.id, [p.read_bytes() for p in files]
+                session,
+                get_storage(),
+                owner.id,
+                [p.read_bytes() for p in files],
+                project_id=project_id,
             )
             console.print(f"imported {len(files)} poses")
             typer.echo(str(generation.id))

@@ -25,6 +25,7 @@ from posegen.db.models import Generation, User
 from posegen.db.session import session_scope
 from posegen.domain import credits
 from posegen.domain.poses import import_generation
+from posegen.domain.projects import project_named
 from posegen.domain.sign_in import create_login_link
 from posegen.domain.users import create_user, find_user_by_email
 from posegen.errors import Conflict, PosegenError
@@ -34,7 +35,7 @@ DEMO_ADMIN_EMAIL = "admin@posegen.local"
 DEMO_USER_EMAIL = "demo@posegen.local"
 DEMO_CREDITS = 100
 # Marks the demo user's sample generation, so a second seed finds it instead of adding another.
-DEMO_PROJECT = "posegen-demo"
+DEMO_PROJECT = "Demo poses"
 # The first one is "the demo pose": a clear portrait that the small default model cuts out well.
 SAMPLE_POSES = ("astronaut.jpg", "astronaut-portrait.jpg", "cameraman.jpg")
 BACKDROP = "backdrop.jpg"
@@ -134,9 +135,10 @@ def _sample_generation(session: Session, storage: Storage, user_id: uuid.UUID) -
     Checking the files (not only the rows) matters when the same database is started with
     another storage URL: poses whose images are elsewhere could not be changed.
     """
+    project = project_named(session, user_id, DEMO_PROJECT)
     candidates = session.scalars(
         select(Generation)
-        .where(Generation.user_id == user_id, Generation.project_id == DEMO_PROJECT)
+        .where(Generation.user_id == user_id, Generation.project_id == project.id)
         .order_by(Generation.created_at)
     )
     for generation in candidates:
@@ -146,7 +148,7 @@ def _sample_generation(session: Session, storage: Storage, user_id: uuid.UUID) -
         ):
             return generation
     images = [sample_path(name).read_bytes() for name in SAMPLE_POSES]
-    return import_generation(session, storage, user_id, images, project_id=DEMO_PROJECT)
+    return import_generation(session, storage, user_id, images, project_id=project.id)
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 """posegen's Prefect events: each `posegen.*` event's name, resources and one payload shape.
 
 Every place that emits an event calls the function here, so a client sees one shape per event
-whichever code path (flow, hook, reconciler, admin action) sent it. `GET /events` relays them.
+whichever code path (flow, hook, reconciler, admin action) sent it. `GET /events` (SSE) and
+`GET /ws` (the seed's WebSocket channel, message types in WEBSOCKET_MESSAGE_TYPES) relay them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,17 @@ EVENT_EXPORT_FAILED = "posegen.export.failed"
 # One per pose as the run finishes it, so a page can show how far an export has come.
 EVENT_EXPORT_PROGRESS = "posegen.export.progress"
 EVENT_POSE_REQUEST_STATUS_CHANGED = "posegen.pose-request.status-changed"
+
+# The seed's WebSocket channel (`GET /ws`) names each event's message `type` like this; the
+# message carries the same payload as the SSE stream's `data.payload`.
+WEBSOCKET_MESSAGE_TYPES: dict[str, str] = {
+    EVENT_BACKGROUND_COMPLETED: "background_change_complete",
+    EVENT_BACKGROUND_FAILED: "background_change_failed",
+    EVENT_EXPORT_COMPLETED: "export_complete",
+    EVENT_EXPORT_FAILED: "export_failed",
+    EVENT_EXPORT_PROGRESS: "export_progress",
+    EVENT_POSE_REQUEST_STATUS_CHANGED: "pose_request_status_changed",
+}
 
 
 # -- resources ------------------------------------------------------------------------------------

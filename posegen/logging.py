@@ -77,6 +77,11 @@ def configure_logging(stream: TextIO | None = None) -> None:
     if posegen_logger.level == logging.NOTSET:
         posegen_logger.setLevel(logging.INFO)
     logging.getLogger("uvicorn.access").disabled = True
+    # uvicorn logs each WebSocket handshake's path with its query (`/ws?token=…`) through its own
+    # handlers, which ours do not format: redact on the logger itself.
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _RedactingFilter) for f in uvicorn_error.filters):
+        uvicorn_error.addFilter(_RedactingFilter())
     # httpx logs every request URL at INFO, presigned query strings (signatures) included.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if settings.log_json:
@@ -100,6 +105,17 @@ def _flow_run_id() -> str | None:
     from prefect.runtime import flow_run
 
     return flow_run.get_id()
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites a record's message without credentials, whichever handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 class _TextFormatter(logging.Formatter):

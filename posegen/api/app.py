@@ -6,12 +6,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from posegen.api.errors import install_error_handlers
+from posegen.api.event_hub import EventHub
 from posegen.api.metrics import RequestMetricsMiddleware
 from posegen.api.metrics import router as metrics_router
+from posegen.api.openapi import install_openapi
 from posegen.api.paths import BASE_PATH
 from posegen.api.routes import (
     admin_requests,
@@ -23,6 +29,7 @@ from posegen.api.routes import (
     library,
     me,
     poses,
+    projects,
     requests,
     sign_in,
     uploads,
@@ -33,18 +40,33 @@ from posegen.web import routes as web
 from posegen.web.templating import STATIC_DIR, STATIC_PREFIX
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # The process's one Prefect events subscription (opened by the first listener).
+    hub: EventHub | None = getattr(app.state, "event_hub", None)
+    if hub is not None:
+        await hub.close()
+
+
 def create_app() -> FastAPI:
     configure_logging()
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI and ReDoc from a pinned package, not a CDN: they work
+    # with no internet (FastAPI's own pages are blank offline).
+    app = FastAPIOffline(
         title="posegen",
         version="0.1.0",
         summary="Background change, multi-format export and pose requests for pose images.",
         docs_url="/docs",
+        redoc_url="/redoc",
+        static_url="/docs/static",
+        lifespan=_lifespan,
     )
     api = APIRouter(prefix=BASE_PATH)
     for module in (
         health,
         me,
+        projects,
         generations,
         poses,
         uploads,
@@ -69,6 +91,7 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    install_openapi(app)
     return app
 
 

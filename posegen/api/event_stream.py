@@ -1,7 +1,8 @@
 """Relaying one user's `posegen.*` Prefect events as Server-Sent Events, resumable by event id.
 
-Live events come from Prefect's events websocket (`get_events_subscriber`), filtered server-side
-to the user's related resource and checked again here before anything is sent. A reconnect with
+Live events come from the process's one Prefect events subscription (`posegen.api.event_hub`),
+which hands this stream only its user's events; each is checked again here before anything is
+sent. A reconnect with
 `Last-Event-ID` resumes from that event's `occurred` time. Prefect's stored record (what
 `/events/filter` and the websocket backfill read) trails the live stream by up to its persister's
 flush interval, so a resumed stream reads the record twice: at once for what is surely complete,
@@ -21,10 +22,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import anyio
 from prefect.client.orchestration import get_client
 from prefect.events import Event
-from prefect.events.clients import PrefectEventSubscriber, get_events_subscriber
 from prefect.events.filters import (
     EventFilter,
     EventIDFilter,
@@ -36,6 +35,7 @@ from prefect.events.filters import (
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from posegen.api.event_hub import EventHub, Listener
 from posegen.config import get_settings
 from posegen.errors import ServiceUnavailable
 from posegen.events import EVENT_PREFIX, user_resource_id
@@ -43,8 +43,6 @@ from posegen.events import EVENT_PREFIX, user_resource_id
 logger = logging.getLogger("posegen.api.events")
 
 KEEPALIVE = ": keepalive\n\n"
-_CONNECT_TIMEOUT = 10.0
-_CLOSE_TIMEOUT = 5.0
 _PAGE_SIZE = 50  # the most /events/filter returns per page
 _LOOKUP_INTERVAL = 0.5
 # Ids remembered per connection so backfill and live stream never send one event twice.
@@ -58,18 +56,17 @@ _recent: OrderedDict[tuple[uuid.UUID, uuid.UUID], datetime] = OrderedDict()
 class UserEventStream:
     """One client's stream: open it (503 if Prefect is unreachable), iterate it, close it."""
 
-    def __init__(self, user_id: uuid.UUID, last_event_id: str | None = None) -> None:
+    def __init__(self, hub: EventHub, user_id: uuid.UUID, last_event_id: str | None = None) -> None:
         settings = get_settings()
+        self._hub = hub
         self.user_id = user_id
         self._user_resource = user_resource_id(user_id)
         self._last_event_id = _parse_event_id(last_event_id)
         self._heartbeat = settings.events_heartbeat_seconds
         self._settle = timedelta(seconds=settings.events_settle_seconds)
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._listener: Listener | None = None
         self._sent: set[uuid.UUID] = set()
         self._sent_order: deque[uuid.UUID] = deque()
-        self._subscriber: PrefectEventSubscriber | None = None
-        self._pump: asyncio.Task[None] | None = None
         self._resume_since: datetime | None = None
         self._floor = datetime.now(UTC)
         self._subscribed_at = self._floor
@@ -88,33 +85,31 @@ class UserEventStream:
                     logger.info(
                         "Last-Event-ID %s not found; streaming new events only", self._last_event_id
                     )
-            subscriber = get_events_subscriber(filter=self._filter(), reconnection_attempts=5)
-            with anyio.fail_after(_CONNECT_TIMEOUT):
-                await subscriber.__aenter__()
+            listener = await self._hub.listen(self.user_id)
         except Exception as exc:
             logger.warning("Event stream unavailable: %s", type(exc).__name__)
             raise ServiceUnavailable(
                 "Live events are not available right now; try again in a minute.",
                 reason=type(exc).__name__,
             ) from exc
-        self._subscriber = subscriber
+        self._listener = listener
         self._subscribed_at = datetime.now(UTC)
         self._subscribed_monotonic = time.monotonic()
         self._floor = self._subscribed_at
         if self._resume_since is not None and self._last_event_id is not None:
             self._floor = self._resume_since
             self._remember_sent(self._last_event_id)  # the client has it already
-        self._pump = asyncio.create_task(self._receive(subscriber), name="posegen-event-pump")
+
+    @property
+    def _queue(self) -> asyncio.Queue[Event | None]:
+        assert self._listener is not None, "open() first"
+        return self._listener.queue
 
     async def close(self) -> None:
-        """Stop receiving and close the websocket, even while the request is being cancelled."""
-        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-            if self._pump is not None:
-                self._pump.cancel()
-                await asyncio.gather(self._pump, return_exceptions=True)
-            if self._subscriber is not None:
-                subscriber, self._subscriber = self._subscriber, None
-                await subscriber.__aexit__(None, None, None)
+        """Stop receiving: the hub forgets this listener (its subscription stays for others)."""
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            self._hub.unlisten(listener)
 
     async def messages(self) -> AsyncIterator[str]:
         """SSE messages: the backfill of a resumed stream first, then live events and keepalives."""
@@ -197,15 +192,6 @@ class UserEventStream:
             else:
                 events.append(event)
         return events, ended
-
-    async def _receive(self, subscriber: PrefectEventSubscriber) -> None:
-        try:
-            async for event in subscriber:
-                self._queue.put_nowait(event)
-        except Exception as exc:
-            logger.warning("Prefect event subscription ended: %s", type(exc).__name__)
-        finally:
-            self._queue.put_nowait(None)
 
     def _filter(self, **fields: Any) -> EventFilter:
         return EventFilter(

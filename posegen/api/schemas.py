@@ -68,7 +68,7 @@ class PoseOut(CamelResponse):
 
 class GenerationOut(CamelResponse):
     id: uuid.UUID
-    project_id: str | None
+    project_id: uuid.UUID | None
     status: str
     poses: list[PoseOut]
     created_at: UtcDatetime
@@ -88,7 +88,7 @@ class GenerationSummary(CamelResponse):
     """A row of `GET /generations`: enough for a thumbnail grid."""
 
     id: uuid.UUID
-    project_id: str | None
+    project_id: uuid.UUID | None
     status: str
     pose_count: int
     cover_url: str | None
@@ -104,6 +104,37 @@ class GenerationSummary(CamelResponse):
             cover_url=storage.client_url(row.cover_key) if row.cover_key else None,
             created_at=row.generation.created_at,
         )
+
+
+class ProjectOut(CamelResponse):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    generation_count: int
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+    @classmethod
+    def of(cls, project: models.Project, generation_count: int) -> ProjectOut:
+        return cls(
+            id=project.id,
+            name=project.name,
+            description=project.description,
+            generation_count=generation_count,
+            created_at=project.created_at,
+            updated_at=project.updated_at,
+        )
+
+
+class ProjectDetailOut(ProjectOut):
+    generations: list[GenerationSummary]
+
+    @classmethod
+    def of(  # type: ignore[override]
+        cls, project: models.Project, generations: list[GenerationSummary]
+    ) -> ProjectDetailOut:
+        base = ProjectOut.of(project, len(generations))
+        return cls(**base.model_dump(), generations=generations)
 
 
 class Me(CamelResponse):

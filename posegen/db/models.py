@@ -1,5 +1,5 @@
-"""SQLAlchemy 2.0 models: users, generations, poses, the append-only credit ledger, export
-settings and the API's per-user rate limits."""
+"""SQLAlchemy 2.0 models: users, projects, generations, poses, the append-only credit ledger,
+export settings and the API's per-user rate limits."""
 
 from __future__ import annotations
 
@@ -61,12 +61,28 @@ class User(Base):
     __table_args__ = (CheckConstraint("credits >= 0", name="ck_users_credits_nonnegative"),)
 
 
+class Project(Base):
+    """A seller's folder of generations (the seed's Phase 2 projects)."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(String(500), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class Generation(Base):
     __tablename__ = "generations"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
-    project_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # RESTRICT: a project with generations cannot be deleted (the API answers 409 first).
+    project_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="RESTRICT"), index=True, default=None
+    )
     status: Mapped[str] = mapped_column(String(16), default="completed")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -79,19 +79,26 @@ class GenerationSummary:
 
 
 def list_generations(
-    session: Session, user_id: uuid.UUID, *, offset: int, limit: int
+    session: Session,
+    user_id: uuid.UUID,
+    *,
+    offset: int,
+    limit: int,
+    project_id: uuid.UUID | None = None,
 ) -> tuple[list[GenerationSummary], int]:
-    """The user's generations, newest first, each with its pose count and first pose's image."""
-    total = session.scalar(
-        select(func.count()).select_from(Generation).where(Generation.user_id == user_id)
-    )
+    """The user's generations (of one project, if given), newest first, each with its pose
+    count and first pose's image."""
+    owned = [Generation.user_id == user_id]
+    if project_id is not None:
+        owned.append(Generation.project_id == project_id)
+    total = session.scalar(select(func.count()).select_from(Generation).where(*owned))
     counts = (
         select(Pose.generation_id, func.count().label("n")).group_by(Pose.generation_id).subquery()
     )
     rows = session.execute(
         select(Generation, func.coalesce(counts.c.n, 0))
         .outerjoin(counts, counts.c.generation_id == Generation.id)
-        .where(Generation.user_id == user_id)
+        .where(*owned)
         .order_by(Generation.created_at.desc(), Generation.id)
         .offset(offset)
         .limit(limit)
@@ -104,7 +111,7 @@ def list_generations(
 
 
 def create_generation(
-    session: Session, user_id: uuid.UUID, *, project_id: str | None = None
+    session: Session, user_id: uuid.UUID, *, project_id: uuid.UUID | None = None
 ) -> Generation:
     """An empty generation that photos are then added to one at a time (the web app's upload)."""
     generation = Generation(user_id=user_id, project_id=project_id)
@@ -135,7 +142,7 @@ def import_generation(
     user_id: uuid.UUID,
     images: list[bytes],
     *,
-    project_id: str | None = None,
+    project_id: uuid.UUID | None = None,
 ) -> Generation:
     """Create a generation whose poses are the given images, stored as PNG under poses/{id}/.
 

@@ -85,6 +85,7 @@ def sample_path_values() -> dict[str, str]:
         "pose_id": str(uuid.uuid4()),
         "generation_id": str(uuid.uuid4()),
         "request_id": str(uuid.uuid4()),
+        "project_id": str(uuid.uuid4()),
         "key": f"uploads/{uuid.uuid4()}/{uuid.uuid4()}.png",
     }
 

@@ -33,7 +33,7 @@ from tests.security.routes import Route, inventory, sample_path_values
 
 # The API's routes; the web app's pages take a browser session instead (tests/web sweeps them).
 ROUTES = [route for route in inventory(create_app()) if route.is_api]
-ID_PARAMS = frozenset({"pose_id", "generation_id", "request_id", "key"})
+ID_PARAMS = frozenset({"pose_id", "generation_id", "request_id", "project_id", "key"})
 # Ids of things every user may read: the shared pose library, and the community board (any
 # seller reads and votes on others' requests; with POSEGEN_POSE_REQUESTS_PREMODERATION on,
 # tests/pose_requests shows a pending one is a 404 to them like any missing id).
@@ -59,6 +59,7 @@ BODIES: dict[str, dict[str, Any]] = {
     },
     "POST /generations/{generation_id}/exports": {"formats": ["instagram_feed"]},
     "POST /poses/{pose_id}/regenerate-export": {"format": "instagram_feed"},
+    "PATCH /projects/{project_id}": {"name": "Renamed by a stranger"},
 }
 
 
@@ -67,6 +68,7 @@ class Victim:
     account: Account
     generated: Generated
     request_id: str
+    project_id: str
     upload_key: str
     export_key: str
 
@@ -75,6 +77,7 @@ class Victim:
             "pose_id": str(self.generated.pose_id),
             "generation_id": str(self.generated.generation_id),
             "request_id": self.request_id,
+            "project_id": self.project_id,
             "key": self.generated.image_key,
         }
 
@@ -101,11 +104,19 @@ def victim(
         files={"file": ("bg.png", png_bytes(), "image/png")},
         headers=account.headers,
     )
-    assert (request.status_code, upload.status_code) == (201, 201)
+    project = client.post(
+        f"{BASE}/projects", json={"name": "Victim's catalog"}, headers=account.headers
+    )
+    assert (request.status_code, upload.status_code, project.status_code) == (201, 201, 201)
     export_key = f"exports/{generated.generation_id}/{generated.pose_id}/instagram_feed.png"
     get_storage().write_bytes(export_key, png_bytes(), "image/png")
     return Victim(
-        account, generated, request.json()["request"]["id"], upload.json()["key"], export_key
+        account,
+        generated,
+        request.json()["request"]["id"],
+        project.json()["id"],
+        upload.json()["key"],
+        export_key,
     )
 
 
@@ -117,7 +128,7 @@ def test_every_route_with_an_id_is_swept_or_listed_as_shared() -> None:
     assert unknown_params == set(), "teach ID_PARAMS and Victim.path_values the new id"
     assert with_ids == {r.label for r in OWNED} | {r.label for r in ADMIN if r.params} | SHARED
     assert {r.label for r in OWNED if r.takes_body} == set(BODIES), "BODIES needs a valid body"
-    assert len(OWNED) >= 10
+    assert len(OWNED) >= 13
 
 
 def test_the_victims_ids_are_real(client: TestClient, victim: Victim) -> None:
@@ -188,5 +199,7 @@ def _assert_victim_untouched(client: TestClient, db_url: str, victim: Victim) ->
     assert pose_status(db_url, victim.generated.pose_id) == "ready"
     request = client.get(f"{BASE}/requests/{victim.request_id}", headers=account.headers).json()
     assert (request["status"], request["votesCount"]) == ("pending", 0)
+    project = client.get(f"{BASE}/projects/{victim.project_id}", headers=account.headers).json()
+    assert project["name"] == "Victim's catalog"
     for key in victim.keys:
         assert get_storage().exists(key), key

@@ -18,6 +18,7 @@ from posegen.domain.poses import (
     get_owned_generation,
     list_generations,
 )
+from posegen.domain.projects import GenerationPlacement, get_owned_project
 
 router = APIRouter(tags=["generations"])
 
@@ -33,12 +34,25 @@ def read_generations(
     return paginated([schemas.GenerationSummary.of(item, storage) for item in items], page, total)
 
 
-@router.post("/generations", status_code=201, response_model=schemas.GenerationOut)
+@router.post(
+    "/generations",
+    status_code=201,
+    response_model=schemas.GenerationOut,
+    responses={404: {"description": "Project not found (or not yours)"}},
+)
 def new_generation(
-    user: CurrentUser, session: SessionDep, storage: StorageDep
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+    body: GenerationPlacement | None = None,
 ) -> schemas.GenerationOut:
-    """An empty generation; add its photos with `POST /generations/{id}/poses`."""
-    return schemas.GenerationOut.of(create_generation(session, user.id), storage)
+    """An empty generation, in the project `{projectId}` if given; add its photos with
+    `POST /generations/{id}/poses`."""
+    project_id = body.project_id if body is not None else None
+    if project_id is not None:
+        get_owned_project(session, user.id, project_id)
+    generation = create_generation(session, user.id, project_id=project_id)
+    return schemas.GenerationOut.of(generation, storage)
 
 
 @router.get("/generations/{generation_id}", response_model=schemas.GenerationOut)

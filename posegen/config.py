@@ -16,6 +16,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="POSEGEN_", extra="ignore")
 
+    # -- where state lives: the embedded defaults, or real services ------------------------------
     home: Path = Path(".posegen")
     database_url: str | None = None
     storage_url: str | None = None
@@ -27,6 +28,11 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("POSEGEN_S3_SECRET", "AWS_SECRET_ACCESS_KEY"),
     )
+
+    # -- the API and the web app ------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_public_url: str | None = None
     jwt_secret: SecretStr | None = None
     jwt_days: int = 30
     # The web app: a one-time sign-in link works once and for this long; a browser session
@@ -35,69 +41,78 @@ class Settings(BaseSettings):
     web_login_link_minutes: int = Field(default=15, ge=1)
     web_session_days: int = Field(default=14, ge=1)
     web_cookie_secure: bool | None = None
-    flux_api_url: str = "https://api.bfl.ai"
-    flux_api_key: SecretStr | None = None
-    flux_model: str = "flux-pro-1.1"
-    flux_poll_interval: float = 0.5
-    flux_timeout: float = 120.0
-    rembg_model: str = "u2netp"
-    rembg_home: Path | None = Field(
-        default=None, validation_alias=AliasChoices("REMBG_HOME", "POSEGEN_REMBG_HOME")
-    )
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    api_public_url: str | None = None
-    # The local Prefect server `posegen up` starts (always on 127.0.0.1, its own SQLite).
-    prefect_port: int = 4200
-    background_change_cost: int = 10
-    retry_backoff_seconds: float = 2.0
-    runner_limit: int = 4
-    # Background changes run in this many warm processes (model loaded once); 0 serves them
-    # like the other deployments, one fresh subprocess per run (see docs/ARCHITECTURE.md).
-    warm_workers: int = 3
-    # The warm pool's safety-net poll; new runs normally wake it through a Prefect event.
-    warm_poll_seconds: float = 2.0
-    # onnxruntime threads per session; 0 = one per usable core. A warm pool of N processes
-    # gives each max(1, cores // N) unless this is set.
-    onnx_threads: int = Field(default=0, ge=0)
-    # Flow-run heartbeats (Prefect wants >= 30 s); three missed beats mark a run Crashed.
-    flows_heartbeat_seconds: int = 30
-    background_change_slots: int = 3
-    flux_rate_per_minute: int = 10
-    background_change_stale_minutes: int = 30
-    max_upload_bytes: int = 20 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
-    remote_fetch_timeout: float = 15.0
-    deployment_background_change: str = "background-change/background-change"
     # Operations: structured logs and the completion-event stream (GET /events).
     log_json: bool = False
     events_heartbeat_seconds: float = 15.0
     # How long after an event is emitted Prefect may still not return it from /events/filter
     # (its event persister flushes every 5 s): a resumed stream re-reads this window once.
     events_settle_seconds: float = 6.0
-    deployment_multi_format_export: str = "multi-format-export/multi-format-export"
-    deployment_nightly_exports: str = "nightly-exports/nightly-exports"
-    deployment_refund_reconciler: str = "refund-reconciler/refund-reconciler"
-    deployment_pose_request_stats: str = "pose-request-stats/pose-request-stats"
-    # Cron for the nightly export (UTC unless the timezone says otherwise).
-    nightly_exports_cron: str = "0 2 * * *"
-    nightly_exports_timezone: str = "UTC"
-    # With no earlier successful nightly run, how far back the first one looks.
-    nightly_first_window_hours: int = 24
-    # Threads rendering pose x format in one export run (Pillow releases the GIL while resampling).
-    export_workers: int = 4
-    # Per-user limits on the endpoints that start work (posegen/api/rate_limit.py): a burst of
-    # this many, then one more every 60/N seconds; 0 turns a limit off, `enabled=false` all of them.
+
+    # -- uploads and remote images ----------------------------------------------------------------
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    remote_fetch_timeout: float = 15.0
+
+    # -- per-user rate limits on the endpoints that start work (posegen/api/rate_limit.py) -------
+    # A burst of this many, then one more every 60/N seconds; 0 turns a limit off,
+    # `enabled=false` all of them.
     rate_limit_enabled: bool = True
     rate_limit_background_per_minute: int = Field(default=20, ge=0)
     rate_limit_exports_per_minute: int = Field(default=10, ge=0)
     rate_limit_regenerate_export_per_minute: int = Field(default=30, ge=0)
     rate_limit_requests_per_minute: int = Field(default=10, ge=0)
     rate_limit_uploads_per_minute: int = Field(default=30, ge=0)
-    # Community board: pending requests are public and take every seller's votes (the seed's
-    # intent: the admin's "popular" list ranks what sellers want). On: pending requests are
-    # seen only by their author and admins until an admin approves them.
+
+    # -- background change: cost, FLUX, segmentation, limits --------------------------------------
+    background_change_cost: int = 10
+    background_change_slots: int = 3
+    background_change_stale_minutes: int = 30
+    retry_backoff_seconds: float = 2.0
+    flux_api_url: str = "https://api.bfl.ai"
+    flux_api_key: SecretStr | None = None
+    flux_model: str = "flux-pro-1.1"
+    flux_poll_interval: float = 0.5
+    flux_timeout: float = 120.0
+    flux_rate_per_minute: int = 10
+    rembg_model: str = "u2netp"
+    rembg_home: Path | None = Field(
+        default=None, validation_alias=AliasChoices("REMBG_HOME", "POSEGEN_REMBG_HOME")
+    )
+    # onnxruntime threads per session; 0 = one per usable core. A warm pool of N processes
+    # gives each max(1, cores // N) unless this is set.
+    onnx_threads: int = Field(default=0, ge=0)
+
+    # -- exports ----------------------------------------------------------------------------------
+    # Threads rendering pose x format in one export run (Pillow releases the GIL while resampling).
+    export_workers: int = 4
+    # Cron for the nightly export (UTC unless the timezone says otherwise).
+    nightly_exports_cron: str = "0 2 * * *"
+    nightly_exports_timezone: str = "UTC"
+    # With no earlier successful nightly run, how far back the first one looks.
+    nightly_first_window_hours: int = 24
+
+    # -- community pose requests ------------------------------------------------------------------
+    # Pending requests are public and take every seller's votes (the seed's intent: the admin's
+    # "popular" list ranks what sellers want). On: pending requests are seen only by their
+    # author and admins until an admin approves them.
     pose_requests_premoderation: bool = False
+
+    # -- Prefect: the local server, the runner, the warm pool, deployment names ------------------
+    # The local Prefect server `posegen up` starts (always on 127.0.0.1, its own SQLite).
+    prefect_port: int = 4200
+    runner_limit: int = 4
+    # Background changes run in this many warm processes (model loaded once); 0 serves them
+    # like the other deployments, one fresh subprocess per run (see docs/ARCHITECTURE.md).
+    warm_workers: int = 3
+    # The warm pool's safety-net poll; new runs normally wake it through a Prefect event.
+    warm_poll_seconds: float = 2.0
+    # Flow-run heartbeats (Prefect wants >= 30 s); three missed beats mark a run Crashed.
+    flows_heartbeat_seconds: int = 30
+    deployment_background_change: str = "background-change/background-change"
+    deployment_multi_format_export: str = "multi-format-export/multi-format-export"
+    deployment_nightly_exports: str = "nightly-exports/nightly-exports"
+    deployment_refund_reconciler: str = "refund-reconciler/refund-reconciler"
+    deployment_pose_request_stats: str = "pose-request-stats/pose-request-stats"
 
     @property
     def home_dir(self) -> Path:

@@ -131,9 +131,9 @@ class ProjectDetailOut(ProjectOut):
 
     @classmethod
     def of(  # type: ignore[override]
-        cls, project: models.Project, generations: list[GenerationSummary]
+        cls, project: models.Project, generations: list[GenerationSummary], total: int
     ) -> ProjectDetailOut:
-        base = ProjectOut.of(project, len(generations))
+        base = ProjectOut.of(project, total)
         return cls(**base.model_dump(), generations=generations)
 
 

@@ -22,6 +22,12 @@ NAME_MAX = 100
 DESCRIPTION_MAX = 500
 
 
+def _clean_name(value: str) -> str:
+    name = clean_text(value, NAME_MAX, required=True)
+    assert name is not None
+    return name
+
+
 class ProjectCreate(CamelBody):
     """Body of POST /projects."""
 
@@ -31,9 +37,7 @@ class ProjectCreate(CamelBody):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        name = clean_text(value, NAME_MAX, required=True)
-        assert name is not None
-        return name
+        return _clean_name(value)
 
     @field_validator("description")
     @classmethod
@@ -52,7 +56,7 @@ class ProjectUpdate(CamelBody):
     def _name(cls, value: str | None) -> str | None:
         if value is None:
             raise ValueError("must not be null (leave it out to keep the name)")
-        return ProjectCreate._name(value)  # type: ignore[operator]
+        return _clean_name(value)
 
     @field_validator("description")
     @classmethod
@@ -143,13 +147,3 @@ def delete_project(session: Session, user_id: uuid.UUID, project_id: uuid.UUID) 
 
 def generation_count(session: Session, project_id: uuid.UUID) -> int:
     return session.scalar(select(func.count()).where(Generation.project_id == project_id)) or 0
-
-
-def project_generation_ids(session: Session, project_id: uuid.UUID) -> list[uuid.UUID]:
-    return list(
-        session.scalars(
-            select(Generation.id)
-            .where(Generation.project_id == project_id)
-            .order_by(Generation.created_at.desc(), Generation.id)
-        )
-    )

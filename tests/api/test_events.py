@@ -160,7 +160,7 @@ def test_unreachable_prefect_is_503_with_the_error_body(
     assert "message" in body
 
 
-def test_client_disconnect_closes_the_prefect_subscription(
+def test_client_disconnect_forgets_its_listener(
     open_stream: Callable[..., EventStream], account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     closed: list[uuid.UUID] = []

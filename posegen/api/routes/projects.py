@@ -6,16 +6,20 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Response
+from sqlalchemy.orm import Session
 
 from posegen.api import schemas
 from posegen.api.deps import CurrentUser, SessionDep, StorageDep, parse_id
 from posegen.api.pagination import Page, Paginated, paginated
+from posegen.db.models import Project
 from posegen.domain import projects as domain
 from posegen.domain.poses import list_generations
 from posegen.domain.projects import ProjectCreate, ProjectUpdate
+from posegen.storage import Storage
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 
+_DETAIL_GENERATIONS = 1000
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "Project not found (or not yours)"},
 }
@@ -41,7 +45,8 @@ def create_project(
 def read_project(
     project_id: str, user: CurrentUser, session: SessionDep, storage: StorageDep
 ) -> schemas.ProjectDetailOut:
-    """The project with its generations (newest first)."""
+    """The project with its generations (newest first, the latest 1,000; `GET /generations`
+    pages through all of yours)."""
     project = domain.get_owned_project(session, user.id, parse_id(project_id, domain.NOT_FOUND))
     return _detail(session, storage, user.id, project)
 
@@ -70,11 +75,10 @@ def delete_project(project_id: str, user: CurrentUser, session: SessionDep) -> R
 
 
 def _detail(
-    session: SessionDep, storage: StorageDep, user_id: uuid.UUID, project: Any
+    session: Session, storage: Storage, user_id: uuid.UUID, project: Project
 ) -> schemas.ProjectDetailOut:
-    generations, _total = list_generations(
-        session, user_id, offset=0, limit=1000, project_id=project.id
+    generations, total = list_generations(
+        session, user_id, offset=0, limit=_DETAIL_GENERATIONS, project_id=project.id
     )
-    return schemas.ProjectDetailOut.of(
-        project, [schemas.GenerationSummary.of(g, storage) for g in generations]
-    )
+    shaped = [schemas.GenerationSummary.of(g, storage) for g in generations]
+    return schemas.ProjectDetailOut.of(project, shaped, total)

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # -- exports ----------------------------------------------------------------------------------
     # Threads rendering pose x format in one export run (Pillow releases the GIL while resampling).
     export_workers: int = 4
+    # Credits per file an `ai_expand` export fills with FLUX (outpainted photo or new AI
+    # background); 0 for enterprise-unlimited users, like a background change.
+    ai_expand_cost: int = Field(default=10, ge=0)
     # Cron for the nightly export (UTC unless the timezone says otherwise).
     nightly_exports_cron: str = "0 2 * * *"
     nightly_exports_timezone: str = "UTC"

@@ -9,6 +9,7 @@ so retry policy lives in one place and shows up in the Prefect UI.
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ import httpx
 
 from posegen.config import get_settings
 from posegen.errors import PermanentError, PosegenError, ServiceUnavailable, TransientError
+
+# BFL's outpainting endpoint: the image plus how many pixels to add on each side (0..2048 each).
+EXPAND_MODEL = "flux-pro-1.0-expand"
+EXPAND_MAX_ADD = 2048
 
 FLUX_MIN_SIDE = 256
 FLUX_MAX_SIDE = 1440
@@ -201,8 +206,47 @@ class FluxClient:
         }
         if seed is not None:
             body["seed"] = seed
+        return self._submit(self.model, body, deadline)
+
+    def expand(
+        self,
+        image_png: bytes,
+        *,
+        top: int = 0,
+        bottom: int = 0,
+        left: int = 0,
+        right: int = 0,
+        prompt: str | None = None,
+        seed: int | None = None,
+    ) -> bytes:
+        """Outpaint: `image_png` with `top`/`bottom`/`left`/`right` pixels added by FLUX
+        (`flux-pro-1.0-expand`), submitted, polled and downloaded within `timeout` seconds.
+
+        The answer is an image of the expanded size whose middle is the input; each side adds
+        at most `EXPAND_MAX_ADD` pixels (BFL's limit), which the caller keeps to.
+        """
+        sides = {"top": top, "bottom": bottom, "left": left, "right": right}
+        for side, value in sides.items():
+            if not 0 <= value <= EXPAND_MAX_ADD:
+                raise ValueError(f"{side} must be 0..{EXPAND_MAX_ADD} pixels, got {value}")
+        body: dict[str, Any] = {
+            "image": base64.b64encode(image_png).decode("ascii"),
+            **sides,
+            "safety_tolerance": DEFAULT_SAFETY_TOLERANCE,
+            "output_format": "png",
+        }
+        if prompt:
+            body["prompt"] = prompt
+        if seed is not None:
+            body["seed"] = seed
+        deadline = time.monotonic() + self.timeout
+        task = self._submit(EXPAND_MODEL, body, deadline)
+        return self.download(self.poll(task, deadline=deadline), deadline=deadline)
+
+    def _submit(self, model: str, body: dict[str, Any], deadline: float | None) -> FluxTask:
+        """POST a task to the `model` endpoint; its id and polling URL."""
         response = self._request(
-            "POST", f"{self.api_url}/v1/{self.model}", deadline, json=body, authenticated=True
+            "POST", f"{self.api_url}/v1/{model}", deadline, json=body, authenticated=True
         )
         data = self._json(response)
         task_id = data.get("id")

@@ -12,6 +12,7 @@ from prefect.states import Crashed
 
 from posegen.db.session import session_scope
 from posegen.domain.background import fail_change
+from posegen.domain.credits import refund_charge
 from posegen.domain.reconcile import STALLED, OpenCharge, open_charges, refund_reason
 from posegen.events import emit_background_change_failed
 
@@ -72,6 +73,20 @@ def refund_dead_charges(
             continue
         if reason == STALLED and run_id is not None:
             mark_crashed(run_id)
+        if charge.kind == "export":
+            with session_scope() as session:
+                entry = refund_charge(session, charge.charge_key, flow_run_id=run_id)
+            if entry is not None and entry.created:
+                refunded.append(
+                    {
+                        "poseId": str(charge.pose_id),
+                        "userId": str(charge.user_id),
+                        "flowRunId": str(run_id or ""),
+                        "credits": entry.amount,
+                        "reason": f"export file: {reason}",
+                    }
+                )
+            continue
         message = (
             "The background change did not finish (the worker stopped); your credits were refunded."
         )

@@ -15,12 +15,21 @@ Scenarios (what the poll endpoint answers for a task submitted under it):
     rate_limited        every submit answers 429 (with Retry-After).
     server_error        every submit answers 500.
 
+`POST /v1/flux-pro-1.0-expand` (outpainting) is validated like BFL's (`image` base64 of a real
+image, `top`/`bottom`/`left`/`right` 0..2048, optional `prompt`, `steps`, `guidance`, ...); its
+sample is the input on a canvas grown by those pixels, the new margins continuing the input's edge
+pixels (as an outpainting would, so no seam), and the same scenarios apply to it.
+`fake_bfl.switch_after(n, scenario)` lets the next `n` submits behave normally and every later
+one take `scenario` (a FLUX that starts failing mid-run).
+
 `fake_bfl.hang_seconds = n` makes every submit wait n seconds before answering (a FLUX that
 hangs: set it beyond POSEGEN_FLUX_TIMEOUT to exercise the client's timeout).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
 import secrets
@@ -33,6 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -108,6 +118,8 @@ class _Task:
     body: dict[str, Any]
     polls: int = 0
     ready_at: float | None = None
+    # An expand task's result (PNG), made at submit time; generations draw the gradient instead.
+    image: bytes | None = None
 
 
 @dataclass
@@ -117,6 +129,9 @@ class _State:
     fail_remaining: int = 0
     fail_status: int = 429
     hang_seconds: float = 0.0
+    # `switch_after`: submits left before `switch_scenario` takes over (None: never).
+    switch_remaining: int | None = None
+    switch_scenario: str = "ready"
     tasks: dict[str, _Task] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
 
@@ -184,6 +199,16 @@ class FakeBFLServer:
             self._state.fail_remaining = n
             self._state.fail_status = status
 
+    def switch_after(self, n: int, scenario: Scenario) -> None:
+        """The next `n` submits behave as now; every later one is under `scenario`."""
+        if scenario not in {"ready", "pending_then_ready", "rate_limited", "server_error"} | (
+            _TERMINAL_FAILURES.keys()
+        ):
+            raise ValueError(f"unknown fake BFL scenario {scenario!r}")
+        with self._lock:
+            self._state.switch_remaining = n
+            self._state.switch_scenario = scenario
+
     def reset(self) -> None:
         """Back to "ready" with no tasks, failures or records (the `fake_bfl` fixture does this)."""
         with self._lock:
@@ -233,23 +258,32 @@ class FakeBFLServer:
             if state.fail_remaining > 0:
                 state.fail_remaining -= 1
                 return _failure(state.fail_status)
+            if state.switch_remaining is not None:
+                if state.switch_remaining <= 0:
+                    state.scenario, state.switch_remaining = state.switch_scenario, None
+                else:
+                    state.switch_remaining -= 1
             scenario, pending_polls = state.scenario, state.pending_polls
         if scenario == "rate_limited":
             return _failure(429)
         if scenario == "server_error":
             return _failure(500)
-        errors = _validate(request.json)
+        expanding = request.path == f"/v1/{EXPAND_PATH}"
+        errors = _validate_expand(request.json) if expanding else _validate(request.json)
         if errors:
             return _json_response(422, {"detail": errors})
         body: dict[str, Any] = request.json
+        image = _expanded(body) if expanding else None
+        size = Image.open(io.BytesIO(image)).size if image else (body["width"], body["height"])
         task = _Task(
             id=str(uuid.uuid4()),
             scenario=scenario,
             pending_polls=pending_polls,
-            width=body["width"],
-            height=body["height"],
+            width=size[0],
+            height=size[1],
             output_format=body.get("output_format") or "jpeg",
-            body=body,
+            body={k: v for k, v in body.items() if k != "image"},
+            image=image,
         )
         with self._lock:
             self._state.tasks[task.id] = task
@@ -319,11 +353,93 @@ class FakeBFLServer:
                 b"<Error><Code>NoSuchKey</Code></Error>",
             )
         content_type = "image/png" if task.output_format == "png" else "image/jpeg"
-        return (
-            200,
-            {"content-type": content_type},
-            gradient_image(task.width, task.height, task.output_format),
+        if task.image is not None:
+            data = task.image if task.output_format == "png" else _as_jpeg(task.image)
+        else:
+            data = gradient_image(task.width, task.height, task.output_format)
+        return 200, {"content-type": content_type}, data
+
+
+EXPAND_PATH = "flux-pro-1.0-expand"
+EXPAND_MAX_ADD = 2048
+SIDES = ("top", "bottom", "left", "right")
+
+
+def _validate_expand(body: Any) -> list[dict[str, Any]]:
+    """FastAPI-style 422 details for `FluxProExpandInputs`, as BFL answers them."""
+    if not isinstance(body, dict):
+        return [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}]
+    errors: list[dict[str, Any]] = []
+    image = body.get("image")
+    if not isinstance(image, str) or not image:
+        errors.append({"loc": ["body", "image"], "msg": "Field required", "type": "missing"})
+    elif _decoded_image(image) is None:
+        errors.append(
+            {
+                "loc": ["body", "image"],
+                "msg": "Image must be a base64-encoded image",
+                "type": "value_error",
+            }
         )
+    for side in SIDES:
+        value = body.get(side, 0)
+        if not isinstance(value, int) or isinstance(value, bool):
+            errors.append(
+                {"loc": ["body", side], "msg": "Input should be an integer", "type": "int_type"}
+            )
+        elif not 0 <= value <= EXPAND_MAX_ADD:
+            errors.append(
+                {
+                    "loc": ["body", side],
+                    "msg": f"Input should be between 0 and {EXPAND_MAX_ADD}",
+                    "type": "value_error",
+                    "input": value,
+                }
+            )
+    prompt = body.get("prompt", "")
+    if prompt is not None and not isinstance(prompt, str):
+        errors.append({"loc": ["body", "prompt"], "msg": "Input should be a valid string"})
+    steps = body.get("steps", 50)
+    if not isinstance(steps, int) or not 15 <= steps <= 50:
+        errors.append({"loc": ["body", "steps"], "msg": "Input should be between 15 and 50"})
+    guidance = body.get("guidance", 60)
+    if not isinstance(guidance, int | float) or not 1.5 <= guidance <= 100:
+        errors.append({"loc": ["body", "guidance"], "msg": "Input should be between 1.5 and 100"})
+    if body.get("output_format", "jpeg") not in ("jpeg", "png"):
+        errors.append({"loc": ["body", "output_format"], "msg": "Input should be 'jpeg' or 'png'"})
+    tolerance = body.get("safety_tolerance", 2)
+    if not isinstance(tolerance, int) or not 0 <= tolerance <= 6:
+        errors.append({"loc": ["body", "safety_tolerance"], "msg": "Must be between 0 and 6"})
+    return errors
+
+
+def _decoded_image(data: str) -> Image.Image | None:
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        image.load()
+    except (binascii.Error, ValueError, OSError):
+        return None
+    return image
+
+
+def _expanded(body: dict[str, Any]) -> bytes:
+    """The input on a canvas grown by the requested sides, each new pixel continuing the nearest
+    edge pixel of the input (an outpainting with no idea but the edges): a real image of the
+    expanded size whose middle is the input unchanged."""
+    image = _decoded_image(body["image"])
+    assert image is not None
+    pixels = np.asarray(image.convert("RGB"))
+    top, bottom, left, right = (int(body.get(side, 0)) for side in SIDES)
+    grown = np.pad(pixels, ((top, bottom), (left, right), (0, 0)), mode="edge")
+    buffer = io.BytesIO()
+    Image.fromarray(grown, "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _as_jpeg(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
 
 
 def _validate(body: Any) -> list[dict[str, Any]]:

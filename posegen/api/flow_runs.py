@@ -46,16 +46,23 @@ async def submit_background_change(ticket: ChangeTicket, change: BackgroundChang
 
 
 async def submit_export(
-    generation_id: uuid.UUID, request: ExportRequest, idempotency_key: str | None = None
+    generation_id: uuid.UUID,
+    request: ExportRequest,
+    idempotency_key: str | None = None,
+    request_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    """Create a run of the `multi-format-export` deployment; exports cost nothing, so a failed
-    submission only needs a 503. A repeated idempotency key returns the first run."""
+    """Create a run of the `multi-format-export` deployment (a failed submission is a 503; the
+    caller refunds a paid export's charges, `request_id`). A repeated idempotency key returns
+    the first run."""
+    parameters: dict[str, object] = {
+        "generation_id": str(generation_id),
+        "request": request.model_dump(mode="json", by_alias=True),
+    }
+    if request_id is not None:
+        parameters["request_id"] = str(request_id)
     return await _submit(
         get_settings().deployment_multi_format_export,
-        {
-            "generation_id": str(generation_id),
-            "request": request.model_dump(mode="json", by_alias=True),
-        },
+        parameters,
         idempotency_key=idempotency_key,
         unavailable="The export could not be started right now. Please try again in a minute.",
     )

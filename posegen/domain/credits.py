@@ -80,6 +80,84 @@ def charge_credits(
     )
 
 
+@dataclass(frozen=True)
+class ChargeItem:
+    """One charge of a batch: its idempotency key, credits, and what it pays for."""
+
+    idempotency_key: str
+    amount: int
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchCharge:
+    """What `charge_many` did: credits taken by the batch in all, the balance after it, and
+    whether this call took them (False: an earlier call with the same keys had)."""
+
+    amount: int
+    balance: int
+    created: bool
+
+
+def charge_many(
+    session: Session,
+    user_id: uuid.UUID,
+    items: list[ChargeItem],
+    *,
+    reason: str,
+    flow_run_id: uuid.UUID | None = None,
+) -> BatchCharge:
+    """One ledger row per item, all or none: one conditional UPDATE for their sum and the rows
+    in one transaction, so a user short of credits is charged for nothing (InsufficientCredits)
+    and each item can later be refunded on its own (`refund_charge` by its key).
+
+    Keys charged before (a retried flow or API call) are not charged again.
+    """
+    keys = [item.idempotency_key for item in items]
+    done = set(
+        session.scalars(
+            select(CreditTransaction.idempotency_key).where(
+                CreditTransaction.idempotency_key.in_(keys)
+            )
+        )
+    )
+    missing = [item for item in items if item.idempotency_key not in done]
+    total = sum(item.amount for item in items)
+    if not missing:
+        return BatchCharge(total, balance(session, user_id), created=False)
+    delta = -sum(item.amount for item in missing)
+    new_balance = session.scalar(
+        update(User)
+        .where(User.id == user_id, User.credits + delta >= 0)
+        .values(credits=User.credits + delta)
+        .returning(User.credits)
+    )
+    if new_balance is None:
+        current = session.scalar(select(User.credits).where(User.id == user_id))
+        session.rollback()
+        if current is None:
+            raise NotFound("User not found")
+        raise InsufficientCredits(required=-delta, balance=current)
+    session.add_all(
+        CreditTransaction(
+            user_id=user_id,
+            amount=-item.amount,
+            reason=reason,
+            reference=item.reference,
+            idempotency_key=item.idempotency_key,
+            flow_run_id=flow_run_id,
+        )
+        for item in missing
+    )
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent call with the same keys won: it charged them (all, in one transaction).
+        session.rollback()
+        return BatchCharge(total, balance(session, user_id), created=False)
+    return BatchCharge(total, new_balance, created=True)
+
+
 def refund_charge(
     session: Session,
     charge_key: str,

@@ -37,6 +37,7 @@ def export_source(session: Session, pose: Pose) -> ExportSource:
         mask_key=pose.mask_key or images.mask_key,
         mask_recorded=pose.mask_key is not None,
         background_key=pose.background_key if changed else None,
+        background_prompt=pose.background_prompt if changed else None,
     )
 
 

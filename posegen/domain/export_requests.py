@@ -8,7 +8,7 @@ from typing import Final
 from pydantic import Field, field_validator
 
 from posegen.domain.bodies import CamelBody
-from posegen.domain.exports import ExportFormat, resolve_formats
+from posegen.domain.exports import ExportFormat, Fill, resolve_formats
 from posegen.errors import ValidationFailed
 
 MAX_FORMATS_PER_REQUEST: Final = 20
@@ -27,6 +27,8 @@ class ExportRequest(CamelBody):
 
     formats: list[str] = Field(min_length=1, max_length=MAX_FORMATS_PER_REQUEST)
     pose_ids: list[uuid.UUID] | None = Field(default=None, max_length=MAX_POSES_PER_REQUEST)
+    # Opt-in: `ai_expand` has FLUX fill what the pose's own pixels cannot (paid per file).
+    fill: Fill = Fill.REFRAME
 
     @field_validator("formats")
     @classmethod

@@ -197,11 +197,85 @@ def parse_format_list(value: str) -> tuple[ExportFormat, ...]:
     return resolve_formats(part for part in value.split(",") if part.strip())
 
 
+# -- AI fill ----------------------------------------------------------------------------------
+
+
+class Fill(StrEnum):
+    """What fills a frame the pose's own pixels do not: `reframe` (free: crop, or the subject over
+    its own blurred background) or `ai_expand` (paid per file: FLUX outpaints an unchanged photo
+    to the format, or draws an AI background again at the format's aspect)."""
+
+    REFRAME = "reframe"
+    AI_EXPAND = "ai_expand"
+
+
+class AiFillKind(StrEnum):
+    EXPAND = "expand"  # an unchanged photo, outpainted (`flux-pro-1.0-expand`)
+    BACKGROUND = "background"  # an AI background, generated again at the format's aspect
+
+
+# A cover fit that keeps at least this share of the source along its cut axis is fine as it is:
+# a few per cent off a photo's edges (or an AI background's) loses nothing a seller would miss.
+AI_FILL_KEEPS: Final = 0.95
+
+
+def needs_ai_fill(source: tuple[int, int], frame: tuple[int, int]) -> bool:
+    """Whether covering `frame` with `source` would cut more than a sliver of it: only then is
+    FLUX worth asking (and paying) for. Same aspect within 5 %: a plain resize or crop does."""
+    source_aspect, frame_aspect = source[0] / source[1], frame[0] / frame[1]
+    kept = min(source_aspect / frame_aspect, frame_aspect / source_aspect)
+    return kept < AI_FILL_KEEPS
+
+
+def ai_fill_kind(
+    background_changed: bool, background_mode: str | None, background_prompt: str | None
+) -> AiFillKind | None:
+    """Which AI fill a pose can have: an unchanged photo is expanded, an AI background is drawn
+    again; a solid colour or an uploaded image already renders for any frame (None: no FLUX)."""
+    if not background_changed:
+        return AiFillKind.EXPAND
+    if background_mode == "ai_generate" and background_prompt:
+        return AiFillKind.BACKGROUND
+    return None
+
+
+def ai_fill_formats(
+    kind: AiFillKind | None, pose_size: tuple[int, int], formats: Iterable[ExportFormat]
+) -> tuple[str, ...]:
+    """The formats of one pose that an `ai_expand` export fills with FLUX (and charges for).
+
+    An AI background was generated at the pose's aspect, so the pose's size stands for it.
+    """
+    if kind is None:
+        return ()
+    return tuple(
+        fmt.name
+        for fmt in formats
+        if not fmt.keeps_source and needs_ai_fill(pose_size, fmt.frame_size(pose_size))
+    )
+
+
 # -- keys ---------------------------------------------------------------------------------------
 
 
 def export_key(generation_id: uuid.UUID, pose_id: uuid.UUID, fmt: ExportFormat, ext: str) -> str:
     return f"exports/{generation_id}/{pose_id}/{fmt.slug}.{ext}"
+
+
+def staged_key(key: str, request_id: uuid.UUID) -> str:
+    """Where a paid (AI fill) run writes `key` until every file of the run is made: a failed run
+    leaves the pose's recorded files untouched and its own files are deleted with the folder."""
+    generation, rest = key.removeprefix("exports/").split("/", 1)
+    return f"{staging_prefix(uuid.UUID(generation), request_id)}{rest}"
+
+
+def staging_prefix(generation_id: uuid.UUID, request_id: uuid.UUID) -> str:
+    return f"exports/{generation_id}/staging/{request_id}/"
+
+
+def published_key(staged: str, request_id: uuid.UUID) -> str:
+    """The final key of a staged file (`staged_key` undone)."""
+    return staged.replace(f"/staging/{request_id}/", "/", 1)
 
 
 def zip_key(generation_id: uuid.UUID) -> str:
@@ -230,6 +304,8 @@ class ExportSource:
     mask_key: str
     mask_recorded: bool
     background_key: str | None
+    # The prompt of an AI background (an `ai_expand` export asks FLUX for it again).
+    background_prompt: str | None = None
 
     def with_mask(self, mask_key: str) -> ExportSource:
         return replace(self, mask_key=mask_key, mask_recorded=True)

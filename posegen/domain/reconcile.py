@@ -11,10 +11,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, aliased
 
 from posegen.db.models import CreditTransaction, Pose, as_utc
+from posegen.domain import export_charges
 from posegen.domain.background import charge_key
 
 # Prefect state types after which a run will never refund its own charge.
@@ -33,17 +34,23 @@ class OpenCharge:
     amount: int
     flow_run_id: uuid.UUID | None
     created_at: datetime
+    # "background-change", or "export" (one file of a paid `ai_expand` export: its refund
+    # touches only the ledger, never the pose).
+    kind: str = "background-change"
 
 
 def open_charges(session: Session, *, since: datetime, until: datetime) -> list[OpenCharge]:
-    """Unrefunded background-change charges made in [since, until)."""
+    """Unrefunded background-change and paid-export charges made in [since, until)."""
     refund = aliased(CreditTransaction)
     charges = session.scalars(
         select(CreditTransaction)
         .outerjoin(refund, refund.refund_of == CreditTransaction.id)
         .where(
             refund.id.is_(None),
-            CreditTransaction.idempotency_key.startswith(CHARGE_PREFIX),
+            or_(
+                CreditTransaction.idempotency_key.startswith(CHARGE_PREFIX),
+                CreditTransaction.idempotency_key.startswith(export_charges.CHARGE_PREFIX),
+            ),
             CreditTransaction.created_at >= since,
             CreditTransaction.created_at < until,
         )
@@ -53,6 +60,23 @@ def open_charges(session: Session, *, since: datetime, until: datetime) -> list[
     poses = {pose.id: pose for pose in session.scalars(select(Pose).where(Pose.id.in_(pose_ids)))}
     result = []
     for charge in charges:
+        if charge.idempotency_key.startswith(export_charges.CHARGE_PREFIX):
+            # A paid export's run refunds what it did not deliver before it completes, so
+            # only how its run ended matters (`refund_reason`), not the pose.
+            export_request, export_pose, _ = export_charges.parse_charge_key(charge.idempotency_key)
+            result.append(
+                OpenCharge(
+                    charge_key=charge.idempotency_key,
+                    user_id=charge.user_id,
+                    pose_id=export_pose,
+                    request_id=export_request,
+                    amount=-charge.amount,
+                    flow_run_id=charge.flow_run_id,
+                    created_at=charge.created_at,
+                    kind="export",
+                )
+            )
+            continue
         request_id = uuid.UUID(charge.idempotency_key.removeprefix(CHARGE_PREFIX))
         pose_id = uuid.UUID(str(charge.reference))
         pose = poses.get(pose_id)

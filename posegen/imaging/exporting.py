@@ -15,7 +15,7 @@ import uuid
 import zipfile
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -28,9 +28,13 @@ from posegen.domain.exports import (
     ExportSource,
     RenderedExport,
     export_key,
+    published_key,
+    staged_key,
+    staging_prefix,
     zip_key,
 )
 from posegen.errors import PosegenError, is_retryable
+from posegen.imaging.ai_fill import AiFill
 from posegen.imaging.decoding import open_image
 from posegen.imaging.encoding import encode_export, encode_png
 from posegen.imaging.reframe import (
@@ -67,6 +71,16 @@ class DecodedPose:
     stored_png: bytes | None = None
     # Sides where the photo cuts the subject (`reframe.cut_sides`); None: measured when needed.
     cut: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class PaidFill:
+    """One pose's share of an `ai_expand` export: the formats FLUX fills (each paid for), how
+    to ask FLUX, and the request whose staging folder holds the run's files until published."""
+
+    request_id: uuid.UUID
+    formats: frozenset[str]
+    ai: AiFill
 
 
 @dataclass(frozen=True)
@@ -136,13 +150,20 @@ class ExportRun:
         return PreparedPose(source.with_mask(source.mask_key), created)
 
     def export_pose(
-        self, source: ExportSource, formats: Iterable[ExportFormat], *, may_retry: bool = False
+        self,
+        source: ExportSource,
+        formats: Iterable[ExportFormat],
+        *,
+        may_retry: bool = False,
+        fill: PaidFill | None = None,
     ) -> PoseExport:
         """Prepare the pose, then render and store each format; a format failing for good is
         reported and does not stop the others. An unreadable pose raises.
 
         With `may_retry`, an error that may heal is raised once the other formats are done, for
         the caller to retry the pose: formats this run already stored are not rendered again.
+        With `fill`, its formats are filled by FLUX and every file goes to the run's staging
+        folder (`fill.request_id`) until the whole run is published.
         """
         prepared = self.prepare(source)
         rendered: list[RenderedExport] = []
@@ -150,7 +171,7 @@ class ExportRun:
         retry: BaseException | None = None
         for fmt in formats:
             try:
-                rendered.append(self._render_once(prepared.source, fmt))
+                rendered.append(self._render_once(prepared.source, fmt, fill))
             except Exception as exc:
                 if may_retry and may_heal(exc):
                     retry = retry or exc
@@ -160,20 +181,37 @@ class ExportRun:
             raise retry
         return PoseExport(prepared.source, prepared.mask_created, tuple(rendered), tuple(failures))
 
-    def _render_once(self, source: ExportSource, fmt: ExportFormat) -> RenderedExport:
+    def _render_once(
+        self, source: ExportSource, fmt: ExportFormat, fill: PaidFill | None = None
+    ) -> RenderedExport:
         done = self._rendered.get((source.pose_id, fmt.name))
         if done is None:
-            done = self._rendered[source.pose_id, fmt.name] = self.render(source, fmt)
+            done = self._rendered[source.pose_id, fmt.name] = self.render(source, fmt, fill)
         return done
 
-    def render(self, source: ExportSource, fmt: ExportFormat) -> RenderedExport:
-        """Render, encode and store one format; the write is atomic, so a retry just rewrites."""
+    def render(
+        self, source: ExportSource, fmt: ExportFormat, fill: PaidFill | None = None
+    ) -> RenderedExport:
+        """Render, encode and store one format; the write is atomic, so a retry just rewrites.
+        Under a paid `fill` the file is staged (its key is the staging key)."""
         pose = self.decoded(source)
-        image, _ = render_image(pose, fmt)
+        if fill is not None and fmt.name in fill.formats:
+            image = fill.ai.render(
+                fmt,
+                pose.image,
+                subject=pose.subject,
+                cut=pose.cut if pose.cut is not None else cut_sides(pose.mask, pose.subject),
+                cutout=pose.cutout if pose.background is not None else None,
+                background_prompt=source.background_prompt,
+            )
+        else:
+            image, _ = render_image(pose, fmt)
         # The stored file describes the decoded image only, never a render the same size as it.
         stored_png = pose.stored_png if image is pose.image else None
         encoded = encode_export(image, fmt, stored_png=stored_png)
         key = export_key(source.generation_id, source.pose_id, fmt, encoded.extension)
+        if fill is not None:
+            key = staged_key(key, fill.request_id)
         self.storage.write_bytes(key, encoded.data, content_type=encoded.content_type)
         return RenderedExport(
             pose_id=source.pose_id,
@@ -259,6 +297,34 @@ def run_for(token: str, storage: Storage) -> ExportRun:
 def finish_run(token: str) -> None:
     with _runs_lock:
         _runs.pop(token, None)
+
+
+# -- staged (paid) runs ---------------------------------------------------------------------------
+
+
+def publish_staged(
+    storage: Storage, rendered: Iterable[RenderedExport], request_id: uuid.UUID
+) -> list[RenderedExport]:
+    """Move a paid run's staged files to their export keys, once every file was made; the
+    result points at the published keys. Each move is a copy then a delete, so a retry of a
+    half-done publish copies what is still staged and finds the rest published."""
+    published = []
+    for item in rendered:
+        final = published_key(item.key, request_id)
+        if storage.exists(item.key):
+            content_type = "image/png" if final.endswith(".png") else "image/jpeg"
+            storage.write_bytes(final, storage.read_bytes(item.key), content_type=content_type)
+            storage.delete(item.key)
+        published.append(replace(item, key=final))
+    return published
+
+
+def discard_staged(storage: Storage, generation_id: uuid.UUID, request_id: uuid.UUID) -> int:
+    """Delete whatever a failed paid run staged; how many files. Safe to call again."""
+    keys = storage.list(staging_prefix(generation_id, request_id))
+    for key in keys:
+        storage.delete(key)
+    return len(keys)
 
 
 # -- ZIP ------------------------------------------------------------------------------------------

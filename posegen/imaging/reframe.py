@@ -202,6 +202,8 @@ def plan_framing(
     safe: SafeArea = SafeArea(),
     min_coverage: float = 0.0,
     cut: frozenset[str] | None = None,
+    *,
+    contain: bool = False,
 ) -> Framing:
     """Choose scale and offset: subject (plus a margin) inside the safe area, its cut sides on
     the frame's edges, as big as the frame's cover scale allows, at least `min_coverage` of the
@@ -213,14 +215,18 @@ def plan_framing(
     marketplace asks for; the source covers the frame (a pure crop). Where a crop would cut the
     subject, the frame is left partly uncovered for the backdrop to fill. Without a subject the
     frame is a centred crop: there is nothing to keep whole.
+
+    `contain`: aim for the whole photo inside the frame instead of covering it (for an AI
+    expand, which fills the rest with new pixels); the same priorities hold.
     """
     source_w, source_h = source
     frame_w, frame_h = frame
-    cover = max(frame_w / source_w, frame_h / source_h)
+    # The scale the photo is aimed at: covering the frame, or (contain) just inside it.
+    fit = (min if contain else max)(frame_w / source_w, frame_h / source_h)
     if subject is None:
-        offset_x, offset_y = (frame_w - cover * source_w) / 2, (frame_h - cover * source_h) / 2
-        whole = Box(offset_x, offset_y, offset_x + cover * source_w, offset_y + cover * source_h)
-        return Framing(frame, source, cover, offset_x, offset_y, whole)
+        offset_x, offset_y = (frame_w - fit * source_w) / 2, (frame_h - fit * source_h) / 2
+        whole = Box(offset_x, offset_y, offset_x + fit * source_w, offset_y + fit * source_h)
+        return Framing(frame, source, fit, offset_x, offset_y, whole)
     box = subject
     if cut is None:
         cut = _touching(box, source)
@@ -231,7 +237,7 @@ def plan_framing(
     vertical = _Axis(guard.top, guard.bottom, area.top, area.bottom, frame_h, source_h,
                      "top" in cut, "bottom" in cut, anchor_both_to_hi=True)  # fmt: skip
     largest = min(horizontal.largest_scale, vertical.largest_scale)
-    wanted = max(cover, min_coverage * frame_h / box.height)
+    wanted = max(fit, min_coverage * frame_h / box.height)
     scale = min(wanted, largest)
     offset_x, anchored_x = horizontal.offset(scale)
     offset_y, anchored_y = vertical.offset(scale)

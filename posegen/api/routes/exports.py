@@ -20,11 +20,20 @@ from posegen.api.flow_runs import submit_export
 from posegen.api.rate_limit import RESPONSES as RATE_LIMITED
 from posegen.api.rate_limit import Bucket, per_user
 from posegen.api.schemas import CamelResponse
+from posegen.config import get_settings
 from posegen.db.models import User
+from posegen.domain import export_charges
 from posegen.domain import export_records as records
 from posegen.domain import exports as catalog
 from posegen.domain.export_requests import ExportFormatsSetting, ExportRequest, RegenerateExport
-from posegen.domain.exports import CUSTOM_MAX_SIDE, CUSTOM_MIN_SIDE, FORMATS, Category, ExportFormat
+from posegen.domain.exports import (
+    CUSTOM_MAX_SIDE,
+    CUSTOM_MIN_SIDE,
+    FORMATS,
+    Category,
+    ExportFormat,
+    Fill,
+)
 from posegen.domain.poses import get_owned_generation, get_owned_pose
 from posegen.errors import Conflict
 from posegen.imaging.exporting import ZIP_CONTENT_TYPE, iter_file, write_zip
@@ -85,10 +94,20 @@ class CustomSize(CamelResponse):
     max_side: int
 
 
+class AiFillOut(CamelResponse):
+    """The opt-in `fill: ai_expand`: what each FLUX-filled file costs the caller, and whether
+    this deployment can do it at all (a FLUX API key is configured)."""
+
+    fill: str
+    cost_per_file: int
+    available: bool
+
+
 class ExportCatalog(CamelResponse):
     formats: list[ExportFormatOut]
     categories: list[str]
     custom: CustomSize
+    ai_fill: AiFillOut
 
 
 class ExportAccepted(CamelResponse):
@@ -97,6 +116,11 @@ class ExportAccepted(CamelResponse):
     formats: list[str]
     pose_ids: list[uuid.UUID]
     zip_url: str
+    fill: str
+    # `ai_expand`: the files FLUX fills, and what they cost (charged now, refunded on failure).
+    ai_files: int = 0
+    credit_charged: int = 0
+    credit_balance: int | None = None
 
 
 class GenerationResults(CamelResponse):
@@ -122,6 +146,11 @@ def list_export_formats(user: CurrentUser) -> ExportCatalog:
         formats=[ExportFormatOut.of(fmt) for fmt in FORMATS.values()],
         categories=[c.value for c in Category if c != Category.CUSTOM],
         custom=CustomSize(syntax="custom:WxH", min_side=CUSTOM_MIN_SIDE, max_side=CUSTOM_MAX_SIDE),
+        ai_fill=AiFillOut(
+            fill=Fill.AI_EXPAND.value,
+            cost_per_file=export_charges.cost_per_file(user),
+            available=get_settings().flux_configured,
+        ),
     )
 
 
@@ -132,7 +161,8 @@ def list_export_formats(user: CurrentUser) -> ExportCatalog:
     responses={
         **_ERRORS,
         **RATE_LIMITED,
-        503: {"description": "Export runs cannot be started right now"},
+        403: {"description": "`fill: ai_expand` needs more credits (`required`, `balance`)"},
+        503: {"description": "Export runs cannot be started right now, or AI fill is off"},
     },
     dependencies=[per_user(Bucket.EXPORTS)],
 )
@@ -146,18 +176,47 @@ async def start_export(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
 ) -> ExportAccepted:
-    """Submit a `multi-format-export` run; `posegen.export.completed|failed` says when done."""
+    """Submit a `multi-format-export` run; `posegen.export.completed|failed` says when done.
+
+    With `fill: ai_expand`, each file FLUX fills is charged before the run is submitted (403
+    and nothing charged when credits are short) and refunded if the run cannot deliver it."""
     generation_uuid = parse_id(generation_id, _GENERATION_NOT_FOUND)
     plan = await run_in_threadpool(_plan, session, user, generation_uuid, request)
     run_key = f"export:{user.id}:{generation_uuid}:{idempotency_key}" if idempotency_key else None
-    flow_run_id = await submit_export(generation_uuid, request, run_key)
+    # A retried request (same Idempotency-Key) finds its charges instead of paying again.
+    request_id = uuid.uuid5(uuid.NAMESPACE_URL, run_key) if run_key else uuid.uuid4()
+    paid = request.fill == Fill.AI_EXPAND
+    charge = await run_in_threadpool(_charge, session, user, plan, request, request_id)
+    try:
+        flow_run_id = await submit_export(
+            generation_uuid, request, run_key, request_id if paid else None
+        )
+    except BaseException:
+        if charge.newly_charged:
+            await run_in_threadpool(export_charges.refund_files, session, request_id)
+        raise
     return ExportAccepted(
         generation_id=generation_uuid,
         flow_run_id=flow_run_id,
         formats=list(plan.formats),
         pose_ids=list(plan.pose_ids),
         zip_url=storage.client_url(catalog.zip_key(generation_uuid)),
+        fill=request.fill.value,
+        ai_files=charge.files,
+        credit_charged=charge.credits,
+        credit_balance=charge.balance if paid else None,
     )
+
+
+def _charge(
+    session: Session,
+    user: User,
+    plan: records.ExportPlan,
+    request: ExportRequest,
+    request_id: uuid.UUID,
+) -> export_charges.FillCharge:
+    files = export_charges.paid_files(session, request_id, plan.pose_ids, request)
+    return export_charges.charge_files(session, user.id, files)
 
 
 def _plan(

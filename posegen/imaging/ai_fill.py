@@ -54,19 +54,14 @@ class AiFill:
     ) -> Image.Image:
         """`fmt` filled by FLUX: the cut-out over a new AI background when the pose has one
         (`cutout` and `background_prompt`), else the photo expanded to the frame."""
-        box = subject
-        frame = fmt.frame_size(image.size)
-        if cutout is not None:
-            if not background_prompt:
-                raise PermanentError("This pose's background has no prompt to draw it again.")
-            framing = plan_framing(
-                image.size, box, frame, fmt.safe_area, fmt.min_subject_coverage, cut=cut
-            )
-            return render_recomposited(framing, cutout, self._background(background_prompt, frame))
-        framing = plan_framing(
-            image.size, box, frame, fmt.safe_area, fmt.min_subject_coverage, cut=cut, contain=True
-        )
-        return expand_to_frame(framing, image, self._expand)
+        expanding = cutout is None
+        framing = fill_framing(fmt, image.size, subject, cut, expanding=expanding)
+        if expanding:
+            return expand_to_frame(framing, image, self._expand)
+        if not background_prompt:
+            raise PermanentError("This pose's background has no prompt to draw it again.")
+        background = self._background(background_prompt, framing.frame)
+        return render_recomposited(framing, cutout, background)
 
     def _background(self, prompt: str, frame: tuple[int, int]) -> Image.Image:
         from posegen.flux import background_prompt, flux_dimensions
@@ -84,6 +79,27 @@ class AiFill:
 
 
 Expand = Callable[[bytes, int, int, int, int], bytes]
+
+
+def fill_framing(
+    fmt: ExportFormat,
+    size: tuple[int, int],
+    subject: Box | None,
+    cut: frozenset[str],
+    *,
+    expanding: bool,
+) -> Framing:
+    """Where an AI-filled format puts the photo: an expand keeps the whole photo (contain, all
+    of it stays the seller's own pixels); a new background covers the frame like any export."""
+    return plan_framing(
+        size,
+        subject,
+        fmt.frame_size(size),
+        fmt.safe_area,
+        fmt.min_subject_coverage,
+        cut=cut,
+        contain=expanding,
+    )
 
 
 def expand_to_frame(framing: Framing, image: Image.Image, expand: Expand) -> Image.Image:

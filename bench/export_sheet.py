@@ -8,6 +8,10 @@ a full body, a wide landscape, a subject cut at a side; then some of them after 
 change: solid colour, uploaded image, a stored AI background), one column per format: the
 source, every catalog format and a few custom sizes, each rendered at full size by the export
 code (`render_image`), encoded as its file would be, decoded again and shrunk for the sheet.
+`--ai-expand` adds the rows an `ai_expand` export gives (`posegen/imaging/ai_fill.py`) against
+the fake BFL server of the tests: its "outpainting" only carries the photo's edges outwards,
+softly, so these rows show where the photo and subject go and that the joins do not show, not
+what real FLUX would draw.
 `--guides` draws each format's safe area (thin lines) over the thumbnails; the copy in
 `docs/screenshots/export-sheet.png` is `--height 128`, in full colour (a palette would band
 the soft backdrops, which then look like smears they are not).
@@ -26,10 +30,14 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from posegen.domain.exports import FORMATS, ExportFormat, resolve_format  # noqa: E402
+from posegen.domain.exports import FORMATS, ExportFormat, needs_ai_fill, resolve_format  # noqa: E402
+from posegen.imaging.ai_fill import AiFill  # noqa: E402
 from posegen.imaging.encoding import encode_export  # noqa: E402
 from posegen.imaging.exporting import DecodedPose, render_image  # noqa: E402
+from posegen.imaging.reframe import cut_sides  # noqa: E402
 from tests.exports import cases  # noqa: E402
+
+AI_PROMPT = "a sunny beach at noon"
 
 CUSTOM = ("custom:1200x628", "custom:1600x900", "custom:800x1200")
 LABEL = 16
@@ -53,6 +61,33 @@ def rows() -> list[tuple[str, DecodedPose]]:
             cases.BY_NAME["portrait"], cases.ai_background())),
     ]  # fmt: skip
     return out
+
+
+def ai_rows() -> list[tuple[str, DecodedPose]]:
+    """The unchanged cases and the AI-background pose again, for their `ai_expand` renders."""
+    out = [
+        (f"AI expand (fake FLUX): {case.name}", cases.unchanged_pose(case)) for case in cases.CASES
+    ]
+    out.append(
+        ("AI background again (fake FLUX gradient): portrait", cases.changed_pose(
+            cases.BY_NAME["portrait"], cases.ai_background())),
+    )  # fmt: skip
+    return out
+
+
+def render_cell(pose: DecodedPose, fmt: ExportFormat, fill: AiFill | None) -> Image.Image:
+    """What the export of `fmt` gives: AI-filled where an `ai_expand` export would pay for it."""
+    if fill is not None and needs_ai_fill(pose.image.size, fmt.frame_size(pose.image.size)):
+        return fill.render(
+            fmt,
+            pose.image,
+            subject=pose.subject,
+            cut=pose.cut if pose.cut is not None else cut_sides(pose.mask, pose.subject),
+            cutout=pose.cutout if pose.background is not None else None,
+            background_prompt=AI_PROMPT,
+        )
+    image, _ = render_image(pose, fmt)
+    return image
 
 
 def thumbnail(image: Image.Image, height: int) -> Image.Image:
@@ -82,14 +117,27 @@ def main() -> None:
     parser.add_argument(
         "--colours", type=int, default=0, help="quantize to N colours (a small copy for docs/)"
     )
+    parser.add_argument(
+        "--ai-expand", action="store_true", help="add the ai_expand rows (fake FLUX server)"
+    )
     args = parser.parse_args()
     fmts = formats()
     rendered: list[tuple[str, list[tuple[str, Image.Image]]]] = []
     started = time.perf_counter()
-    for label, pose in rows():
+    plan = [(label, pose, None) for label, pose in rows()]
+    server = None
+    if args.ai_expand:
+        from posegen.flux import FluxClient
+        from tests.fake_bfl import FakeBFLServer
+
+        server = FakeBFLServer().start()
+        url, key = server.url, server.api_key
+        fill = AiFill(lambda: FluxClient(url, key, poll_interval=0.01))
+        plan += [(label, pose, fill) for label, pose in ai_rows()]
+    for label, pose, fill in plan:
         cells = [("source", thumbnail(pose.image, args.height))]
         for fmt in fmts:
-            image, _ = render_image(pose, fmt)
+            image = render_cell(pose, fmt, fill)
             encoded = encode_export(image, fmt)
             file = Image.open(io.BytesIO(encoded.data))
             cell = thumbnail(file, args.height)
@@ -98,6 +146,8 @@ def main() -> None:
             cells.append((fmt.name, cell))
         rendered.append((label, cells))
         print(f"{label}: {time.perf_counter() - started:.1f} s", flush=True)
+    if server is not None:
+        server.stop()
     width = max(sum(cell.width + GAP for _, cell in cells) for _, cells in rendered) + GAP
     row_height = LABEL * 2 + args.height + GAP
     sheet = Image.new("RGB", (width, row_height * len(rendered) + GAP), (255, 255, 255))

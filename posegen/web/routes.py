@@ -21,7 +21,14 @@ from posegen.api.routes.exports import ExportFormatOut
 from posegen.config import get_settings
 from posegen.domain import exports as export_domain
 from posegen.domain.background import cost_for
-from posegen.domain.exports import CUSTOM_MAX_SIDE, CUSTOM_MIN_SIDE, FORMATS, resolve_format
+from posegen.domain.export_charges import cost_per_file
+from posegen.domain.exports import (
+    CUSTOM_MAX_SIDE,
+    CUSTOM_MIN_SIDE,
+    FORMATS,
+    Fill,
+    resolve_format,
+)
 from posegen.domain.poses import get_owned_generation, get_owned_pose, list_generations
 from posegen.domain.previews import has_preview, preview_jpeg
 from posegen.domain.sign_in import (
@@ -124,6 +131,11 @@ def generation_page(
         "generation": _json(shown),
         "formats": [_json(ExportFormatOut.of(fmt)) for fmt in FORMATS.values()],
         "custom": {"minSide": CUSTOM_MIN_SIDE, "maxSide": CUSTOM_MAX_SIDE},
+        "aiFill": {
+            "fill": Fill.AI_EXPAND.value,
+            "costPerFile": cost_per_file(viewer.user),
+            "available": get_settings().flux_configured,
+        },
         "zipUrl": storage.client_url(zip_key) if storage.exists(zip_key) else None,
     }
     cover = generation.poses[0] if generation.poses else None

@@ -36,7 +36,6 @@ from tests.exports.test_full_bleed import (
 )
 from tests.exports.test_rendering import assert_file_matches_format, assert_subject_placed
 
-
 # Every catalog format and a banner; each is a real FLUX round trip to the fake (and a PNG each
 # way), so the custom sizes of test_full_bleed are left to it.
 EXPAND_FORMATS = [*FRAMED, resolve_format("custom:1200x628")]

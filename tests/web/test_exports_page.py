@@ -160,3 +160,37 @@ def test_formats_not_rendered_yet_are_offered_for_export_then_the_zip_downloads(
         for slug in ("instagram_feed", "tokopedia_product")
     )
     assert seller.errors == []
+
+
+def test_ai_expand_is_offered_with_its_cost_and_charges_per_filled_file(
+    new_seller: Callable[..., Seller], web_stack: WebStack, axe_script: Path
+) -> None:
+    """The selector offers AI expand with its price; choosing it shows what it may cost, the
+    run charges one fee per file FLUX filled (both square photos in a 9:16 story) and the
+    files arrive like any export's."""
+    from posegen.domain.credits import balance
+
+    seller = new_seller(credits=100)
+    generation_id, pose_ids = add_generation(web_stack, seller.id)
+    page = seller.page
+    page.goto(f"/app/generations/{generation_id}")
+    option = page.get_by_label(re.compile(r"AI expand · 10 credits per file AI fills"))
+    expect(option).to_be_enabled()
+    choose(page, "Instagram Story")
+    summary = page.locator("[data-export-summary]")
+    expect(summary).to_have_text("1 format × 2 poses = 2 files")  # noqa: RUF001
+    option.check()
+    expect(summary).to_have_text(
+        "1 format × 2 poses = 2 files · AI expand: up to 20 credits (10 per file AI fills)"  # noqa: RUF001
+    )
+    check_accessibility(page, axe_script)
+    page.get_by_role("button", name="Export", exact=True).click()
+    expect(page.locator("[data-export-progress-text]")).to_contain_text(
+        "20 credits for 2 AI-filled files (refunded if it fails)."
+    )
+    wait_for_export(page)
+    for pose_id in pose_ids:
+        assert "instagram_story" in export_formats(web_stack, pose_id)
+    with session_scope(web_stack.db_url) as session:
+        assert balance(session, seller.id) == 80
+    assert seller.errors == []

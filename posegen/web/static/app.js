@@ -557,6 +557,7 @@ function setUpExports(selector) {
     }
   }
 
+  const chosenFill = () => $("[data-fill]:checked", selector)?.value ?? "reframe";
   const chosenPoses = () => $$("[data-export-pose]:checked", selector).map((box) => box.value);
   const chosenFormats = () => [
     ...$$("[data-format]:checked", selector).map((box) => box.value),
@@ -566,8 +567,13 @@ function setUpExports(selector) {
   function showSummary() {
     const formats = chosenFormats().length;
     const count = chosenPoses().length;
+    const files = formats * count;
+    const cost = pageData.aiFill.costPerFile;
+    const paid = chosenFill() === pageData.aiFill.fill
+      ? ` · AI expand: up to ${files * cost} credits (${cost} per file AI fills)`
+      : "";
     summary.textContent = formats && count
-      ? `${formats} format${formats === 1 ? "" : "s"} × ${count} pose${count === 1 ? "" : "s"} = ${formats * count} file${formats * count === 1 ? "" : "s"}`
+      ? `${formats} format${formats === 1 ? "" : "s"} × ${count} pose${count === 1 ? "" : "s"} = ${files} file${files === 1 ? "" : "s"}${paid}`
       : count ? "Choose formats to export." : "Choose at least one pose.";
     startButton.disabled = !(formats && count) || pendingRun !== null;
     for (const all of $$("[data-select-all]", selector)) {
@@ -623,12 +629,13 @@ function setUpExports(selector) {
     showSummary();
   });
 
-  async function startExport(formats, poseIds) {
+  async function startExport(formats, poseIds, fill) {
     exportMessage.hidden = true;
     try {
       const accepted = await api("POST", `/generations/${generation.id}/exports`, {
         formats,
         poseIds,
+        fill,
       });
       pendingRun = accepted.flowRunId;
       progress.hidden = false;
@@ -636,7 +643,10 @@ function setUpExports(selector) {
       progressBar.removeAttribute("aria-valuenow");
       progressBar.firstElementChild.style.width = "";
       const files = accepted.formats.length * accepted.poseIds.length;
-      progressText.textContent = `Rendering ${files} file${files === 1 ? "" : "s"}… you can keep working; they appear below when ready.`;
+      const charged = accepted.aiFiles
+        ? ` ${accepted.creditCharged} credits for ${accepted.aiFiles} AI-filled file${accepted.aiFiles === 1 ? "" : "s"} (refunded if it fails).`
+        : "";
+      progressText.textContent = `Rendering ${files} file${files === 1 ? "" : "s"}… you can keep working; they appear below when ready.${charged}`;
     } catch (error) {
       exportMessage.textContent = error.message;
       exportMessage.className = "notice notice-error";
@@ -645,7 +655,9 @@ function setUpExports(selector) {
     showSummary();
   }
 
-  startButton.addEventListener("click", () => startExport(chosenFormats(), chosenPoses()));
+  startButton.addEventListener("click", () =>
+    startExport(chosenFormats(), chosenPoses(), chosenFill()),
+  );
 
   function finishExport(payload, failed) {
     if (payload.generationId !== generation.id) return;

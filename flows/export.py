@@ -123,6 +123,8 @@ def multi_format_export(
         finish_run(token)
     if paid_id is not None:
         if failures or not exported:
+            for failure in failures:
+                print(f"pose {failure.pose_id} format {failure.format}: {failure.error}")
             discard_paid_exports(plan.generation_id, paid_id)
             refund_export_fill(paid_id, [], run_id)
             summary = ExportSummary(

@@ -105,7 +105,7 @@ def assert_refunded_once(fixture: ExportFixture, files: int) -> None:
     assert balances(fixture) == (100, 100)
 
 
-def test_ai_expand_export_delivers_charged_files(paying, flux_env, any_storage: str) -> None:  # type: ignore[no-untyped-def]
+def test_ai_expand_export_delivers_charged_files(any_storage: str, flux_env, paying) -> None:  # type: ignore[no-untyped-def]
     state = run_paid(paying)
     assert state.is_completed(), state.message
     source = synthetic_pose((120, 160), (50, 30, 80, 140))  # what small_subject_png() draws
@@ -140,7 +140,7 @@ def test_ai_expand_export_delivers_charged_files(paying, flux_env, any_storage: 
 
 @pytest.mark.parametrize("failure", ["server_error", "content_moderated"])
 def test_flux_failing_mid_run_refunds_once_and_keeps_nothing(  # type: ignore[no-untyped-def]
-    paying, flux_env, any_storage: str, failure: str
+    any_storage: str, flux_env, paying, failure: str
 ) -> None:
     from posegen.localexport import regenerate_export
 

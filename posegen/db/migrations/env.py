@@ -6,7 +6,7 @@ from alembic import context
 
 # Imported for their models: they register their tables on Base.metadata.
 import posegen.db.community
-import posegen.db.operations
+import posegen.db.operations  # noqa: F401
 from posegen.db.models import Base
 from posegen.db.session import get_engine
 

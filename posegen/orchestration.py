@@ -140,13 +140,17 @@ def alert_automation(webhook_block_id: object) -> Any:
     )
 
 
-async def _ensure_alert_automation(existing: dict[str, Any]) -> str | None:
+async def ensure_alert_automation() -> str | None:
     """With POSEGEN_ALERT_WEBHOOK_URL: the webhook block (URL updated every time) and the
-    automation; without it: neither automation nor posts, even if an earlier run made one."""
+    automation; without it: no automation, so no posts, even if an earlier run made one.
+    Returns the automation's name when it is in place."""
     from prefect.blocks.webhook import Webhook
 
     url = get_settings().alert_webhook_url
-    current = existing.get(ALERT_AUTOMATION)
+    async with get_client() as client:
+        current = next(
+            (a for a in await client.read_automations() if a.name == ALERT_AUTOMATION), None
+        )
     if url is None or not url.get_secret_value():
         if current is not None:
             async with get_client() as client:
@@ -174,13 +178,13 @@ async def ensure_automations() -> list[str]:
         reconciler = await client.read_deployment_by_name(
             get_settings().deployment_refund_reconciler
         )
-        existing = {a.name: a for a in await client.read_automations()}
+        existing = {a.name for a in await client.read_automations()}
     names = []
     for automation in posegen_automations(reconciler.id):
         if automation.name not in existing:
             await automation.acreate()
         names.append(automation.name)
-    alert = await _ensure_alert_automation(existing)
+    alert = await ensure_alert_automation()
     if alert is not None:
         names.append(alert)
     return names

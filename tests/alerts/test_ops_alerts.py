@@ -163,8 +163,13 @@ async def _create_runs(deployment_name: str, count: int) -> list[uuid.UUID]:
 
 
 async def _set_state(run_id: uuid.UUID, state: Any) -> None:
+    await _set_states([run_id], lambda: state)
+
+
+async def _set_states(run_ids: list[uuid.UUID], state: Callable[[], Any]) -> None:
     async with get_client() as client:
-        await client.set_flow_run_state(run_id, state, force=True)
+        for run_id in run_ids:
+            await client.set_flow_run_state(run_id, state(), force=True)
 
 
 def test_queue_depth_alert_fires_at_101_waiting_runs(
@@ -185,8 +190,7 @@ def test_queue_depth_alert_fires_at_101_waiting_runs(
     assert not statuses["background-change-queue-depth"].triggered
     assert webhook.wait_for(f"resolved: {title} is 100", 1)
     assert len(webhook.texts(title)) == 2
-    for run_id in run_ids[1:]:
-        asyncio.run(_set_state(run_id, Cancelled()))
+    asyncio.run(_set_states(run_ids[1:], Cancelled))
     assert run_alerts()["background-change-queue-depth"].value == 0
 
 

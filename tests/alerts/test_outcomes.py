@@ -1,6 +1,7 @@
 """Each background change's outcome is recorded once, where it ends: the flow's completion,
 the refund of a failure (however many parties try it), or the API's abort of a run it could
-not submit. The alerts and /metrics count these rows."""
+not submit. The alerts and /metrics count these rows. On SQLite (the embedded default) and
+PostgreSQL: the insert that keeps the first outcome is dialect-specific."""
 
 from __future__ import annotations
 
@@ -32,11 +33,11 @@ SOLID = BackgroundChange.model_validate(
 
 
 @pytest.fixture
-def pose(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple]:  # type: ignore[type-arg]
-    monkeypatch.setenv("POSEGEN_DATABASE_URL", pg_url)
+def pose(any_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple]:  # type: ignore[type-arg]
+    monkeypatch.setenv("POSEGEN_DATABASE_URL", any_db_url)
     monkeypatch.setenv("POSEGEN_STORAGE_URL", str(tmp_path / "storage"))
     _reset_caches()
-    user_id = make_user(pg_url, credits=100)
+    user_id = make_user(any_db_url, credits=100)
     with session_scope() as session:
         generation = import_generation(session, get_storage(), user_id, [png_bytes()])
         yield user_id, generation.poses[0].id, generation.poses[0].image_key
@@ -98,3 +99,25 @@ def test_an_aborted_submission_counts_as_failed(pose: tuple) -> None:  # type: i
     with session_scope() as session:
         abort_change(session, ticket)  # type: ignore[arg-type]
     assert [outcome for outcome, _ in _outcomes(request_id)] == ["failed"]
+
+
+def test_the_windowed_counts_see_recent_changes_only(pose: tuple) -> None:  # type: ignore[type-arg]
+    """The rates' windows compare stored times with aware UTC ones: right on both databases."""
+    from datetime import UTC, datetime, timedelta
+
+    from posegen.alerts import ledger_counts
+    from posegen.domain.outcomes import Outcome, outcome_counts
+
+    user_id, pose_id, _ = pose
+    request_id, _ = _start(user_id, pose_id)
+    with session_scope() as session:
+        fail_change(session, pose_id, request_id, "failed")
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        recent = outcome_counts(session, since=now - timedelta(minutes=15))
+        later = outcome_counts(session, since=now + timedelta(minutes=1))
+        charges, refunds = ledger_counts(session, since=now - timedelta(minutes=15))
+        assert ledger_counts(session, since=now + timedelta(minutes=1)) == (0, 0)
+    assert recent[Outcome.FAILED] >= 1
+    assert later == {Outcome.COMPLETED: 0, Outcome.FAILED: 0}
+    assert charges >= 1 and refunds >= 1

@@ -9,7 +9,7 @@ export PREFECT_HOME ?= $(POSEGEN_HOME)/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install lock run demo test soak lint format clean browser
+.PHONY: install lock run demo test soak lint format clean browser prometheus
 
 # Installs are exactly uv.lock (every package, with its hashes): uv, itself pinned by hash in
 # requirements-uv.txt, syncs the virtualenv to it and refuses a lock that pyproject.toml has
@@ -54,6 +54,14 @@ $(CHROMIUM):
 browser: $(CHROMIUM) | $(BIN)/.installed
 	$(BIN)/posegen assets fetch axe-core
 
+# promtool, which unit-tests the Prometheus alerting rules in deployments/prometheus/
+# (tests/alerts/test_prometheus_rules.py): Debian's `prometheus` package, like chromium above.
+PROMTOOL ?= /usr/bin/promtool
+$(PROMTOOL):
+	apt-get update -q && apt-get install -y -q --no-install-recommends prometheus
+
+prometheus: $(PROMTOOL)
+
 run: install models
 	$(BIN)/posegen up
 
@@ -61,7 +69,7 @@ demo: install models
 	$(BIN)/python -m posegen.demo
 
 # pytest's exit code 5 (no tests collected) is a failure too: make stops on any non-zero code.
-test: install models browser
+test: install models browser prometheus
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The long reliability runs (tests/reliability, marker `soak`), not part of `make test`.

@@ -110,6 +110,17 @@ def definitions(settings: Settings | None = None) -> list[DeploymentDefinition]:
             # Each run snapshots the same tables: overlapping runs would only duplicate work.
             concurrency_limit=1,
         ),
+        DeploymentDefinition(
+            full_name=settings.deployment_ops_alerts,
+            flow_path="flows.ops_alerts:ops_alerts",
+            description="Every minute: evaluate the five operational alerts, announce changes.",
+            tags=("posegen", "operations"),
+            schedule=Interval(60),
+            # A run stuck behind a slow Prefect API must not queue more behind it: the next
+            # minute's run measures afresh anyway.
+            concurrency_limit=1,
+            cancel_new=True,
+        ),
     ]
 
 

@@ -100,6 +100,18 @@ class Settings(BaseSettings):
     # author and admins until an admin approves them.
     pose_requests_premoderation: bool = False
 
+    # -- operational alerts (seed §11; posegen/alerts.py, flows/ops_alerts.py, README "Alerts") --
+    # Each alert fires when its figure is above its threshold. Rates are over the last
+    # `alert_window_minutes`; deployments/prometheus/alerts.yml states the same values.
+    alert_window_minutes: float = Field(default=15.0, gt=0)
+    alert_failure_rate: float = Field(default=0.10, ge=0)  # failed / finished background changes
+    alert_queue_depth: int = Field(default=100, ge=0)  # background-change runs Scheduled or Pending
+    alert_processing_seconds: float = Field(default=120.0, gt=0)  # a run Running longer than this
+    alert_refund_rate: float = Field(default=0.05, ge=0)  # refunds / charges of credits
+    alert_pending_requests: int = Field(default=50, ge=0)  # pose requests waiting for an admin
+    # Where the alert automation posts `{"text": ...}` (Slack-compatible); unset: no automation.
+    alert_webhook_url: SecretStr | None = None
+
     # -- Prefect: the local server, the runner, the warm pool, deployment names ------------------
     # The local Prefect server `posegen up` starts (always on 127.0.0.1, its own SQLite).
     prefect_port: int = 4200
@@ -116,6 +128,7 @@ class Settings(BaseSettings):
     deployment_nightly_exports: str = "nightly-exports/nightly-exports"
     deployment_refund_reconciler: str = "refund-reconciler/refund-reconciler"
     deployment_pose_request_stats: str = "pose-request-stats/pose-request-stats"
+    deployment_ops_alerts: str = "ops-alerts/ops-alerts"
 
     @property
     def home_dir(self) -> Path:

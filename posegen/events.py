@@ -22,6 +22,10 @@ EVENT_EXPORT_FAILED = "posegen.export.failed"
 # One per pose as the run finishes it, so a page can show how far an export has come.
 EVENT_EXPORT_PROGRESS = "posegen.export.progress"
 EVENT_POSE_REQUEST_STATUS_CHANGED = "posegen.pose-request.status-changed"
+# Operators', not users': the `ops-alerts` flow sends one when an alert fires and one when it
+# clears (posegen/alerts.py); an automation posts them to POSEGEN_ALERT_WEBHOOK_URL.
+EVENT_ALERT_TRIGGERED = "posegen.alert.triggered"
+EVENT_ALERT_RESOLVED = "posegen.alert.resolved"
 
 # The seed's WebSocket channel (`GET /ws`) names each event's message `type` like this; the
 # message carries the same payload as the SSE stream's `data.payload`.
@@ -54,6 +58,10 @@ def pose_request_resource(request_id: object) -> dict[str, str]:
         "prefect.resource.id": f"posegen.pose-request.{request_id}",
         "prefect.resource.role": "pose-request",
     }
+
+
+def alert_resource(name: str) -> dict[str, str]:
+    return {"prefect.resource.id": f"posegen.alert.{name}", "prefect.resource.role": "alert"}
 
 
 def user_resource_id(user_id: object) -> str:
@@ -207,4 +215,25 @@ def emit_pose_request_status_changed(
             "notes": notes,
             "adminId": str(admin_id),
         },
+    )
+
+
+# -- operational alerts ---------------------------------------------------------------------------
+
+
+def emit_alert_changed(
+    *,
+    name: str,
+    triggered: bool,
+    value: float,
+    threshold: float,
+    text: str,
+    flow_run_id: object | None = None,
+) -> None:
+    """`text` is the whole human-readable line: the webhook automation posts it as is."""
+    emit_event(
+        event=EVENT_ALERT_TRIGGERED if triggered else EVENT_ALERT_RESOLVED,
+        resource=alert_resource(name),
+        related=[flow_run_related(flow_run_id)] if flow_run_id is not None else [],
+        payload={"alert": name, "value": value, "threshold": threshold, "text": text},
     )

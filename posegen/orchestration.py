@@ -108,6 +108,69 @@ def posegen_automations(reconciler_deployment_id: object) -> list[Any]:
     ]
 
 
+ALERT_AUTOMATION = "posegen: post alerts to the webhook"
+ALERT_WEBHOOK_BLOCK = "posegen-alert-webhook"
+# Slack's incoming webhooks (and Mattermost, Discord's /slack endpoint, most chat tools) take
+# `{"text": ...}`. The event carries the whole line; `tojson` quotes and escapes it.
+ALERT_WEBHOOK_PAYLOAD = '{"text": {{ event.payload.text | tojson }}}'
+
+
+def alert_automation(webhook_block_id: object) -> Any:
+    """Every `posegen.alert.triggered` / `.resolved` event, posted to the webhook as it comes.
+
+    The ops-alerts flow emits one event per change of state, so this sends one message when an
+    alert fires and one when it clears, never a repeat while it stays triggered.
+    """
+    from prefect.automations import Automation
+    from prefect.events.actions import CallWebhook
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    from posegen.events import EVENT_ALERT_RESOLVED, EVENT_ALERT_TRIGGERED
+
+    return Automation(
+        name=ALERT_AUTOMATION,
+        trigger=EventTrigger(
+            expect={EVENT_ALERT_TRIGGERED, EVENT_ALERT_RESOLVED},
+            match=ResourceSpecification({"prefect.resource.id": ["posegen.alert.*"]}),
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[CallWebhook(block_document_id=webhook_block_id, payload=ALERT_WEBHOOK_PAYLOAD)],
+    )
+
+
+async def ensure_alert_automation() -> str | None:
+    """With POSEGEN_ALERT_WEBHOOK_URL: the webhook block (URL updated every time) and the
+    automation; without it: no automation, so no posts, even if an earlier run made one.
+    Returns the automation's name when it is in place."""
+    from prefect.blocks.webhook import Webhook
+
+    url = get_settings().alert_webhook_url
+    async with get_client() as client:
+        current = next(
+            (a for a in await client.read_automations() if a.name == ALERT_AUTOMATION), None
+        )
+    if url is None or not url.get_secret_value():
+        if current is not None:
+            async with get_client() as client:
+                await client.delete_automation(current.id)
+        return None
+    block = Webhook(
+        method="POST",
+        url=url.get_secret_value(),
+        headers={"Content-Type": "application/json"},
+    )
+    block_id = await block.asave(ALERT_WEBHOOK_BLOCK, overwrite=True)
+    if current is not None and current.actions[0].block_document_id != block_id:
+        async with get_client() as client:
+            await client.delete_automation(current.id)
+        current = None
+    if current is None:
+        await alert_automation(block_id).acreate()
+    return ALERT_AUTOMATION
+
+
 async def ensure_automations() -> list[str]:
     """Create the automations that are missing (by name); returns the names now in place."""
 
@@ -121,4 +184,7 @@ async def ensure_automations() -> list[str]:
         if automation.name not in existing:
             await automation.acreate()
         names.append(automation.name)
+    alert = await ensure_alert_automation()
+    if alert is not None:
+        names.append(alert)
     return names

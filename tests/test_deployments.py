@@ -83,4 +83,5 @@ def test_every_deployment_name_comes_from_settings() -> None:
         settings.deployment_nightly_exports,
         settings.deployment_refund_reconciler,
         settings.deployment_pose_request_stats,
+        settings.deployment_ops_alerts,
     }

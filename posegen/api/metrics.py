@@ -1,9 +1,15 @@
-"""Prometheus metrics of the API process: requests, credits charged and refunded, runs submitted.
+"""Prometheus metrics of the API process: requests, credits charged and refunded, runs submitted,
+and the series the five alerts need (deployments/prometheus/alerts.yml).
 
 Everything lives in posegen's own registry (not prometheus_client's global one, where Prefect's
 client registers its metrics too), so `GET /metrics` exposes exactly the `posegen_*` series.
-Counters count what *this API process* did: credits the flows refund on failure are refunded in
-flow-run processes and show up in the ledger, not here.
+Two kinds of series:
+- in-process counters (`posegen_http_*`, `posegen_credits_charged`, ...) count what *this API
+  process* did;
+- the alert series are read at scrape time from where the truth is kept (`AlertSeriesCollector`):
+  changes end, and credits are refunded, in flow-run processes, and several API processes serve
+  one database, so a counter kept in memory here would miss them or disagree between processes.
+  Every API process reports the same values; rules aggregate with `max` across instances.
 """
 
 from __future__ import annotations
@@ -11,8 +17,11 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
+from prefect.utilities.asyncutils import run_coro_as_sync
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -21,7 +30,19 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from posegen import alerts
+from posegen.config import get_settings
+from posegen.db.session import session_scope
+from posegen.domain.outcomes import DURATION_BUCKETS, duration_histogram, outcome_counts
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(namespace="posegen", registry=REGISTRY)
@@ -63,9 +84,99 @@ RATE_LIMITED = Counter(
     registry=REGISTRY,
 )
 
+
+class AlertSeriesCollector(Collector):
+    """The alerts' raw series, read from the database and the Prefect API at each scrape.
+
+    A source that does not answer leaves its series out (Prometheus then has no sample rather
+    than a wrong zero) and shows as `posegen_alert_source_up{source=...} 0`.
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "posegen_alert_source_up",
+            "Whether the last scrape could read the alerts' source (database, prefect).",
+            labels=["source"],
+        )
+        try:
+            database = list(self._database())
+        except Exception:
+            _log.exception("metrics: the database did not answer")
+            database = []
+        up.add_metric(["database"], 1.0 if database else 0.0)
+        yield from database
+        try:
+            prefect = list(self._prefect())
+        except Exception:
+            _log.exception("metrics: the Prefect API did not answer")
+            prefect = []
+        up.add_metric(["prefect"], 1.0 if prefect else 0.0)
+        yield from prefect
+        yield up
+
+    def _database(self) -> Iterator[Metric]:
+        with session_scope() as session:
+            outcomes = outcome_counts(session)
+            charges, refunds = alerts.ledger_counts(session)
+            pending = alerts.pending_requests(session)
+            cumulative, total, count = duration_histogram(session)
+        changes = CounterMetricFamily(
+            "posegen_background_changes",
+            "Background changes that ended, by outcome (recorded by the flow, its hooks, "
+            "the reconciler or the API's abort).",
+            labels=["outcome"],
+        )
+        for outcome, value in outcomes.items():
+            changes.add_metric([outcome.value], value)
+        yield changes
+        yield CounterMetricFamily(
+            "posegen_credit_charges",
+            "Charges of credits in the ledger (free, 0-credit changes excluded).",
+            value=charges,
+        )
+        yield CounterMetricFamily(
+            "posegen_credit_refunds",
+            "Refunds of credits in the ledger, wherever they were made.",
+            value=refunds,
+        )
+        yield GaugeMetricFamily(
+            "posegen_pose_requests_pending",
+            "Pose requests waiting for an admin's decision.",
+            value=pending,
+        )
+        buckets = [
+            (f"{bound:g}", value) for bound, value in zip(DURATION_BUCKETS, cumulative, strict=True)
+        ]
+        yield HistogramMetricFamily(
+            "posegen_background_change_duration_seconds",
+            "Completed background changes: seconds from the charge (the request) to the end.",
+            buckets=[*buckets, ("+Inf", count)],
+            sum_value=total,
+        )
+
+    def _prefect(self) -> Iterator[Metric]:
+        settings = get_settings()
+        queued, running = run_coro_as_sync(
+            alerts.prefect_figures(settings, now=datetime.now(UTC))
+        ) or (0, 0.0)
+        yield GaugeMetricFamily(
+            "posegen_background_change_queue_depth",
+            "Background-change runs Scheduled or Pending on the Prefect server.",
+            value=queued,
+        )
+        yield GaugeMetricFamily(
+            "posegen_background_change_longest_running_seconds",
+            "Seconds the oldest Running background-change run has been running (0: none).",
+            value=running,
+        )
+
+
+REGISTRY.register(AlertSeriesCollector())
+
 # Paths nothing matched are not a label value: a scanner would create one series per URL.
 _UNMATCHED = "unmatched"
 _access_log = logging.getLogger("posegen.api.access")
+_log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["operations"])
 

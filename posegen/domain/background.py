@@ -21,6 +21,7 @@ from posegen.config import get_settings
 from posegen.db.models import CreditTransaction, Pose, PoseStatus, User
 from posegen.domain import credits
 from posegen.domain.bodies import CamelBody
+from posegen.domain.outcomes import Outcome, record_outcome
 from posegen.domain.poses import get_owned_pose
 from posegen.errors import Conflict, NotFound, ValidationFailed
 from posegen.storage import validate_key
@@ -309,6 +310,13 @@ def complete_change(
     pose.status = PoseStatus.READY
     pose.error_message = None
     pose.export_formats = {}
+    record_outcome(
+        session,
+        request_id=request_id,
+        pose_id=pose_id,
+        outcome=Outcome.COMPLETED,
+        charge_key=charge_key(request_id),
+    )
     session.commit()
     return pose
 
@@ -334,6 +342,8 @@ def fail_change(
         .where(Pose.id == pose_id, Pose.change_request_id == request_id)
         .values(status=PoseStatus.FAILED, error_message=message[:2000])
     )
+    if refund is not None and refund.created:
+        _record_failure(session, pose_id, request_id)
     session.commit()
     return refund
 
@@ -347,10 +357,24 @@ def abort_change(session: Session, ticket: ChangeTicket) -> credits.LedgerEntry 
     if not ticket.newly_charged:
         return None
     refund = credits.refund_charge(session, ticket.charge_key, reason="refund")
+    if refund is not None and refund.created:
+        _record_failure(session, ticket.pose_id, ticket.request_id)
+        session.commit()
     _release_claim(
         session, ticket.pose_id, ticket.request_id, ticket.previous_status, ticket.previous_error
     )
     return refund
+
+
+def _record_failure(session: Session, pose_id: uuid.UUID, request_id: uuid.UUID) -> None:
+    """A change counts as failed where its refund is made: that happens exactly once."""
+    record_outcome(
+        session,
+        request_id=request_id,
+        pose_id=pose_id,
+        outcome=Outcome.FAILED,
+        charge_key=charge_key(request_id),
+    )
 
 
 def _release_claim(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-import posegen.db.community  # noqa: F401
+# Imported for their models: they register their tables on Base.metadata.
+import posegen.db.community
+import posegen.db.operations  # noqa: F401
 from posegen.db.models import Base
 from posegen.db.session import get_engine
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -64,11 +64,20 @@ def sqlite_url(posegen_home: Path) -> str:
     return url
 
 
+def ci_requires_services(environ: Mapping[str, str] = os.environ) -> bool:
+    """Any truthy CI (`true`, `1`, `yes`, `on`, any case): CI services go, or the run fails.
+
+    CI systems set it differently (GitHub `true`, GitLab `true`, others `1`); a CI run that
+    quietly skipped every database test would report green on nothing.
+    """
+    return environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on", "y"}
+
+
 @contextmanager
 def fresh_pg_database(prefix: str) -> Iterator[str]:
     """A new, migrated PostgreSQL database on the local server, dropped afterwards.
 
-    With CI=true a missing server is a failure, never a skip.
+    Under CI (any truthy `CI`) a missing server is a failure, never a skip.
     """
     from sqlalchemy import create_engine, text
 
@@ -81,7 +90,7 @@ def fresh_pg_database(prefix: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
-        if os.environ.get("CI") == "true":
+        if ci_requires_services():
             raise
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"

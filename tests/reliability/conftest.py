@@ -260,6 +260,11 @@ class Runner:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90.0) -> None:
+        self.launch()
+        self.wait_served(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting (machines booting side by side)."""
         log = self.log_path.open("a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "deployments.serve"],
@@ -270,6 +275,10 @@ class Runner:
             start_new_session=True,
         )
         log.close()
+
+    def wait_served(self, timeout: float = 90.0) -> None:
+        """Until the deployment is registered and not paused (what serving it looks like)."""
+        assert self.process is not None
         api = self.env["PREFECT_API_URL"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

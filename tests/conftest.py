@@ -32,7 +32,7 @@ os.environ["POSEGEN_JWT_SECRET"] = "test-secret-" + uuid.uuid4().hex
 for _name in ("POSEGEN_DATABASE_URL", "POSEGEN_STORAGE_URL", "POSEGEN_FLUX_API_KEY"):
     os.environ.pop(_name, None)
 
-pytest_plugins = ["tests.fixtures.s3", "tests.fake_bfl"]
+pytest_plugins = ["tests.fixtures.s3", "tests.fixtures.prefect_server", "tests.fake_bfl"]
 
 PG_ADMIN_URL = os.environ.get(
     "POSEGEN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

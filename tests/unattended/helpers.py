@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -65,10 +66,15 @@ def wait_until(
 
 
 def wait_for_final(run_ids: list[uuid.UUID], timeout: float, log: Callable[[], str]) -> None:
-    def all_final() -> bool:
-        return all(run.state is not None and run.state.is_final() for run in flow_runs(run_ids))
+    states: Counter[str] = Counter()
 
-    wait_until(all_final, timeout, "every run ended", log)
+    def all_final() -> bool:
+        runs = flow_runs(run_ids)
+        states.clear()
+        states.update(run.state.name if run.state else "NONE" for run in runs)
+        return all(run.state is not None and run.state.is_final() for run in runs)
+
+    wait_until(all_final, timeout, "every run ended", lambda: f"states: {dict(states)}\n{log()}")
 
 
 def task_runs(run_id: uuid.UUID) -> list[TaskRun]:

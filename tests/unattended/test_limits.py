@@ -46,8 +46,9 @@ TASKS = [
 
 
 def _booted(machines: list[Runner], warm: int) -> Callable[[], bool]:
-    """Each machine's serving process has its warm processes (and their helpers) started."""
-    return lambda: all(len(machine.flow_run_processes()) >= warm for machine in machines)
+    """Each machine's serving process has its warm processes (and multiprocessing's resource
+    tracker) started."""
+    return lambda: all(len(machine.flow_run_processes()) > warm for machine in machines)
 
 
 @pytest.mark.slow
@@ -55,16 +56,17 @@ def test_two_machines_run_every_change_once_and_never_more_than_three_in_the_slo
     owner_of: Callable[..., Owner], runner_of: Callable[..., Runner]
 ) -> None:
     owner = owner_of(credits=CHANGES * COST + 50, poses=CHANGES)
-    machines = [runner_of(POSEGEN_WARM_WORKERS="3"), runner_of(POSEGEN_WARM_WORKERS="3")]
+    # Two warm processes each: four want the slot's three places (a 2-core test machine).
+    machines = [runner_of(POSEGEN_WARM_WORKERS="2"), runner_of(POSEGEN_WARM_WORKERS="2")]
     for machine in machines:
         machine.launch()
     for machine in machines:
         machine.wait_served()
-    wait_until(_booted(machines, 3), 120, "both warm pools started", machines[0].log_tail)
+    wait_until(_booted(machines, 2), 300, "both warm pools started", machines[0].log_tail)
 
     run_ids = submit_changes(owner, SOLID_BODY)
     logs = lambda: "\n".join(machine.log_tail() for machine in machines)  # noqa: E731
-    wait_for_final(run_ids, 300, logs)
+    wait_for_final(run_ids, 600, logs)
 
     runs = flow_runs(run_ids)
     assert len(runs) == CHANGES
@@ -91,7 +93,7 @@ def test_two_machines_run_every_change_once_and_never_more_than_three_in_the_slo
     )
     assert set(by_machine) == {0, 1}, by_machine
 
-    # Six warm processes wanted the slot; never more than three held it.
+    # Four warm processes wanted the slot; never more than three held it.
     slots = get_settings().background_change_slots
     in_slot = [
         (named["remove-background"].start_time, named["composite"].end_time)
@@ -142,9 +144,9 @@ def test_flux_calls_are_spaced_at_the_flux_rate(
         POSEGEN_WARM_WORKERS="3", POSEGEN_FLUX_RATE_PER_MINUTE="60", POSEGEN_FLUX_RATE_BURST="1"
     )
     machine.start()
-    wait_until(_booted([machine], 3), 120, "the warm pool started", machine.log_tail)
+    wait_until(_booted([machine], 3), 300, "the warm pool started", machine.log_tail)
     run_ids = submit_changes(owner, AI_BODY)
-    wait_for_final(run_ids, 180, machine.log_tail)
+    wait_for_final(run_ids, 400, machine.log_tail)
     assert {run.state.type.value for run in flow_runs(run_ids) if run.state} == {"COMPLETED"}
 
     calls = sorted(r.received_at for r in flux.requests_to("/v1/flux-pro-1.1", method="POST"))

@@ -36,7 +36,7 @@ def test_a_change_completes_in_a_subprocess_of_its_own_without_a_warm_pool(
     machine.start()
     assert not warm_processes(machine)
     (run_id,) = submit_changes(owner, SOLID_BODY)
-    wait_for_final([run_id], 240, machine.log_tail)
+    wait_for_final([run_id], 400, machine.log_tail)
 
     (run,) = flow_runs([run_id])
     assert run.state is not None and run.state.is_completed(), machine.log_tail()

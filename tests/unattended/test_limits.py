@@ -31,6 +31,10 @@ from tests.unattended.helpers import (
     wait_until,
 )
 
+# Minutes on an idle machine; a loaded 2-core one (servers and warm pools booting beside
+# other work) has needed more than pytest's 600 s default.
+pytestmark = pytest.mark.timeout(1800)
+
 CHANGES = 20
 COST = 10
 # The tasks a change runs, once each; the middle three run inside the slot.

@@ -27,6 +27,11 @@ def warm_processes(machine: Runner) -> list[int]:
     return found
 
 
+# Minutes on an idle machine; a loaded 2-core one (servers and warm pools booting beside
+# other work) has needed more than pytest's 600 s default.
+pytestmark = pytest.mark.timeout(1800)
+
+
 @pytest.mark.slow
 def test_a_change_completes_in_a_subprocess_of_its_own_without_a_warm_pool(
     owner_of: Callable[..., Owner], runner_of: Callable[..., Runner]

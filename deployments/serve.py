@@ -8,6 +8,8 @@ run cannot take the others down; the hooks and the ledger take care of its credi
 
 from __future__ import annotations
 
+import os
+
 from prefect import serve
 
 from deployments.definitions import build_deployments
@@ -21,6 +23,11 @@ __all__ = ["build_deployments", "main"]
 
 def main() -> None:
     settings = get_settings()
+    # Every flow run this process starts (warm or a runner subprocess) inherits this: the
+    # zombie automation's window is three of posegen's beats, and Prefect's own default (180 s)
+    # would let it crash every healthy run longer than 90 s. `posegen up` sets it too; a
+    # machine started by hand (scaling out) got Prefect's default.
+    os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(settings.flows_heartbeat_seconds)
     ensure_limits_sync()
     deployments = build_deployments()
     pool = None

@@ -12,6 +12,7 @@ from prefect.concurrency.asyncio import concurrency
 from prefect.flows import Flow
 from prefect.states import State
 
+from posegen.config import get_settings
 from posegen.db.session import session_scope
 from posegen.domain.background import BackgroundChange, fail_change
 from posegen.errors import PosegenError
@@ -28,10 +29,10 @@ from tasks.background import (
 )
 
 # A run killed inside its slot (SIGKILL, a lost machine) cannot release it; the lease lapses
-# instead. With Prefect's default of 300 s, three killed runs stopped every change for five
-# minutes. A live run renews its lease every 3/4 of it, so 120 s still leaves 30 s for a slow
-# Prefect API before a renewal is late (strict: the run would then stop, and be refunded).
-SLOT_LEASE_SECONDS = 120.0
+# instead (`background_change_slot_lease_seconds`, 120 s). With Prefect's default of 300 s,
+# three killed runs stopped every change for five minutes. A live run renews its lease every
+# 3/4 of it, so 120 s still leaves 30 s for a slow Prefect API before a renewal is late
+# (strict: the run would then stop, and be refunded).
 
 GENERIC_FAILURE = "The background change failed on our side; your credits were refunded."
 
@@ -86,7 +87,10 @@ async def background_change(
     ticket = charge_credits(pose_id, user_id, request_id, change)
     images = load_original(pose_id)
     async with concurrency(
-        BACKGROUND_CHANGE_LIMIT, occupy=1, strict=True, lease_duration=SLOT_LEASE_SECONDS
+        BACKGROUND_CHANGE_LIMIT,
+        occupy=1,
+        strict=True,
+        lease_duration=get_settings().background_change_slot_lease_seconds,
     ):
         mask_key = remove_background(images)
         background_key = build_background(images, change)

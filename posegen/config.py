@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # -- background change: cost, FLUX, segmentation, limits --------------------------------------
     background_change_cost: int = 10
     background_change_slots: int = 3
+    # A run killed inside its slot cannot release it: the slot's lease lapses this long after
+    # its last renewal (Prefect's minimum is 60 s; live runs renew every 3/4 of it).
+    background_change_slot_lease_seconds: float = Field(default=120.0, ge=60, le=86400)
     background_change_stale_minutes: int = 30
     retry_backoff_seconds: float = 2.0
     flux_api_url: str = "https://api.bfl.ai"
@@ -74,6 +77,8 @@ class Settings(BaseSettings):
     flux_poll_interval: float = 0.5
     flux_timeout: float = 120.0
     flux_rate_per_minute: int = 10
+    # How many FLUX calls may go at once before the rate spaces them; 0 = flux_rate_per_minute.
+    flux_rate_burst: int = Field(default=0, ge=0)
     rembg_model: str = "u2netp"
     rembg_home: Path | None = Field(
         default=None, validation_alias=AliasChoices("REMBG_HOME", "POSEGEN_REMBG_HOME")
@@ -122,7 +127,9 @@ class Settings(BaseSettings):
     # The warm pool's safety-net poll; new runs normally wake it through a Prefect event.
     warm_poll_seconds: float = 2.0
     # Flow-run heartbeats (Prefect wants >= 30 s); three missed beats mark a run Crashed.
-    flows_heartbeat_seconds: int = 30
+    flows_heartbeat_seconds: int = Field(default=30, ge=30)
+    # Silence after which the zombie automation marks a run Crashed; 0 = three missed beats.
+    flows_crashed_after_seconds: int = Field(default=0, ge=0)
     deployment_background_change: str = "background-change/background-change"
     deployment_multi_format_export: str = "multi-format-export/multi-format-export"
     deployment_nightly_exports: str = "nightly-exports/nightly-exports"
@@ -134,6 +141,15 @@ class Settings(BaseSettings):
     def home_dir(self) -> Path:
         """Absolute, so subprocesses started elsewhere (flow runs) find the same state."""
         return self.home.expanduser().resolve()
+
+    @property
+    def flows_silence_seconds(self) -> int:
+        """How long a run may go without a heartbeat before it counts as dead."""
+        return self.flows_crashed_after_seconds or 3 * self.flows_heartbeat_seconds
+
+    @property
+    def flux_burst(self) -> int:
+        return self.flux_rate_burst or self.flux_rate_per_minute
 
     @property
     def database(self) -> str:

@@ -31,7 +31,7 @@ async def ensure_limits() -> None:
         )
         await client.upsert_global_concurrency_limit_by_name(
             FLUX_RATE_LIMIT,
-            settings.flux_rate_per_minute,
+            settings.flux_burst,
             slot_decay_per_second=settings.flux_rate_per_minute / 60,
         )
     _limits_ready = True
@@ -49,7 +49,8 @@ def posegen_automations(reconciler_deployment_id: object) -> list[Any]:
     """The automations operators rely on, as Prefect objects (created by `ensure_automations`).
 
     1. A run whose process died (SIGKILL, lost machine) stops sending heartbeats: mark it
-       Crashed after three missed beats, so the UI and the reconciler see the truth.
+       Crashed after three missed beats (`flows_crashed_after_seconds`), so the UI and the
+       reconciler see the truth.
     2. A background-change run that ends Crashed, Failed or Cancelled triggers the
        refund reconciler at once, instead of waiting for its 5-minute schedule.
     """
@@ -61,7 +62,7 @@ def posegen_automations(reconciler_deployment_id: object) -> list[Any]:
     from prefect.events.schemas.automations import EventTrigger, Posture
     from prefect.events.schemas.events import ResourceSpecification
 
-    silence = timedelta(seconds=3 * get_settings().flows_heartbeat_seconds)
+    silence = timedelta(seconds=get_settings().flows_silence_seconds)
     ended_badly = {
         "prefect.flow-run.Crashed",
         "prefect.flow-run.Failed",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,7 +32,7 @@ os.environ["POSEGEN_JWT_SECRET"] = "test-secret-" + uuid.uuid4().hex
 for _name in ("POSEGEN_DATABASE_URL", "POSEGEN_STORAGE_URL", "POSEGEN_FLUX_API_KEY"):
     os.environ.pop(_name, None)
 
-pytest_plugins = ["tests.fixtures.s3", "tests.fake_bfl"]
+pytest_plugins = ["tests.fixtures.s3", "tests.fixtures.prefect_server", "tests.fake_bfl"]
 
 PG_ADMIN_URL = os.environ.get(
     "POSEGEN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -64,11 +64,20 @@ def sqlite_url(posegen_home: Path) -> str:
     return url
 
 
+def ci_requires_services(environ: Mapping[str, str] = os.environ) -> bool:
+    """Any truthy CI (`true`, `1`, `yes`, `on`, any case): CI services go, or the run fails.
+
+    CI systems set it differently (GitHub `true`, GitLab `true`, others `1`); a CI run that
+    quietly skipped every database test would report green on nothing.
+    """
+    return environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on", "y"}
+
+
 @contextmanager
 def fresh_pg_database(prefix: str) -> Iterator[str]:
     """A new, migrated PostgreSQL database on the local server, dropped afterwards.
 
-    With CI=true a missing server is a failure, never a skip.
+    Under CI (any truthy `CI`) a missing server is a failure, never a skip.
     """
     from sqlalchemy import create_engine, text
 
@@ -81,7 +90,7 @@ def fresh_pg_database(prefix: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
-        if os.environ.get("CI") == "true":
+        if ci_requires_services():
             raise
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
@@ -141,7 +150,7 @@ def prefect_api() -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         url = PREFECT_API_URL.value()
         os.environ["PREFECT_API_URL"] = url
         from posegen.orchestration import ensure_limits_sync

@@ -105,6 +105,8 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     json: Any
+    # When it arrived (time.monotonic()): rate-limit tests read the spacing of FLUX calls here.
+    received_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass

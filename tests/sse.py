@@ -116,12 +116,13 @@ class EventStream:
                 found.append(message)
         return found
 
-    def comments(self, timeout: float) -> list[str]:
-        """Every comment line that arrives within `timeout` (events in between are dropped)."""
+    def next_comments(self, text: str, count: int, timeout: float = 30.0) -> list[str]:
+        """The next `count` comments equal to `text`, however long they take up to `timeout`
+        (a deadline for a broken stream, not a window the assertion depends on)."""
         found: list[str] = []
         deadline = time.monotonic() + timeout
-        while (message := self._next(deadline)) is not None:
-            if message.comment is not None:
+        while len(found) < count and (message := self._next(deadline)) is not None:
+            if message.comment == text:
                 found.append(message.comment)
         return found
 

@@ -148,3 +148,19 @@ def pose_status(db_url: str, pose_id: uuid.UUID) -> str:
         pose = session.get(Pose, pose_id)
         assert pose is not None
         return pose.status
+
+
+def assert_pose_untouched(db_url: str, pose_id: uuid.UUID) -> None:
+    """A refused change left the pose as it was: ready, its own image, nothing recorded, no
+    `_bg.png` written (a status check alone would miss a half-applied change)."""
+    from posegen.storage import get_storage
+
+    with session_scope(db_url) as session:
+        pose = session.get(Pose, pose_id)
+        assert pose is not None
+        assert pose.status == "ready"
+        assert pose.image_key == pose.original_image_key
+        assert not pose.background_changed and pose.background_mode is None
+        assert pose.change_request_id is None
+        output = f"poses/{pose.generation_id}/{pose.id}_bg.png"
+    assert not get_storage().exists(output)

@@ -99,7 +99,8 @@ def test_idle_stream_sends_keepalive_comments(
 ) -> None:
     stream = open_stream(account)
 
-    assert stream.comments(timeout=HEARTBEAT_SECONDS * 3.5).count("keepalive") >= 2
+    # Two in a row, however slowly a loaded machine delivers them: not a count in a window.
+    assert stream.next_comments("keepalive", 2) == ["keepalive", "keepalive"]
 
 
 @pytest.mark.parametrize("api_process", ["same", "another"])
@@ -172,7 +173,7 @@ def test_client_disconnect_forgets_its_listener(
 
     monkeypatch.setattr(event_stream.UserEventStream, "close", recording_close)
     stream = open_stream(account)
-    assert stream.comments(timeout=HEARTBEAT_SECONDS * 1.5)  # streaming
+    assert stream.next_comments("keepalive", 1) == ["keepalive"]  # streaming
 
     stream.close()
 

@@ -11,7 +11,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from posegen.config import reset_settings
-from tests.api.conftest import BASE, Account, Generated, balance, ledger, png_bytes, pose_status
+from tests.api.conftest import (
+    BASE,
+    Account,
+    Generated,
+    assert_pose_untouched,
+    balance,
+    ledger,
+    png_bytes,
+    pose_status,
+)
 
 SOLID = {"backgroundMode": "solid_color", "backgroundColor": "#ff8800"}
 
@@ -138,7 +147,7 @@ def test_invalid_body_is_400_and_charges_nothing(
     assert message_part in error["message"]
     assert error["details"][0]["field"] == field
     assert balance(db_url, account.id) == 100
-    assert pose_status(db_url, generated.pose_id) == "ready"
+    assert_pose_untouched(db_url, generated.pose_id)
 
 
 def test_body_that_is_not_json_is_400(
@@ -173,7 +182,7 @@ def test_https_url_to_a_private_address_is_400_and_charges_nothing(
     assert response.status_code == 400, response.text
     assert "private or internal" in response.json()["message"]
     assert balance(db_url, account.id) == 100
-    assert pose_status(db_url, generated.pose_id) == "ready"
+    assert_pose_untouched(db_url, generated.pose_id)
 
 
 def test_someone_elses_upload_key_is_400_and_charges_nothing(
@@ -196,7 +205,7 @@ def test_someone_elses_upload_key_is_400_and_charges_nothing(
     assert response.status_code == 400
     assert response.json()["message"] == "backgroundImageUrl is not one of your uploads"
     assert balance(db_url, account.id) == 100
-    assert pose_status(db_url, generated.pose_id) == "ready"
+    assert_pose_untouched(db_url, generated.pose_id)
 
 
 def test_pose_id_that_is_not_a_uuid_is_404(client: TestClient, account: Account) -> None:
@@ -223,7 +232,7 @@ def test_changing_someone_elses_pose_is_404_and_charges_nobody(
     assert response.status_code == 404
     assert response.json() == missing.json() == {"error": "NotFound", "message": "Pose not found"}
     assert balance(db_url, stranger.id) == 100
-    assert pose_status(db_url, generated.pose_id) == "ready"
+    assert_pose_untouched(db_url, generated.pose_id)
 
 
 def test_insufficient_credits_is_403_with_required_and_balance(
@@ -242,7 +251,7 @@ def test_insufficient_credits_is_403_with_required_and_balance(
     assert (body["error"], body["required"], body["balance"]) == ("InsufficientCredits", 10, 5)
     assert balance(db_url, poor.id) == 5
     assert ledger(db_url, poor.id) == []
-    assert pose_status(db_url, generated.pose_id) == "ready"
+    assert_pose_untouched(db_url, generated.pose_id)
 
 
 def test_ai_generate_without_flux_key_is_503_and_charges_nothing(
@@ -259,7 +268,7 @@ def test_ai_generate_without_flux_key_is_503_and_charges_nothing(
     }
     assert balance(db_url, account.id) == 100
     assert ledger(db_url, account.id) == []
-    assert pose_status(db_url, generated.pose_id) == "ready"
+    assert_pose_untouched(db_url, generated.pose_id)
 
 
 def test_unreachable_prefect_is_503_and_refunds_at_once(
@@ -276,7 +285,7 @@ def test_unreachable_prefect_is_503_and_refunds_at_once(
     assert "refunded" in response.json()["message"]
     assert balance(db_url, account.id) == 100
     assert ledger(db_url, account.id) == [(-10, "background_change"), (10, "refund")]
-    assert pose_status(db_url, generated.pose_id) == "ready"
+    assert_pose_untouched(db_url, generated.pose_id)
 
 
 # -- accepted changes -----------------------------------------------------------------------------

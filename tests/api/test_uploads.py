@@ -9,8 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from posegen.api.app import create_app
 from posegen.config import reset_settings
-from posegen.storage import get_storage
+from posegen.storage import get_storage, reset_storage
 from tests.api.conftest import BASE, Account, png_bytes
 
 UPLOADS = f"{BASE}/uploads"
@@ -165,3 +166,64 @@ def test_upload_needs_a_token(client: TestClient) -> None:
 
     assert response.status_code == 401
     assert _stored_uploads() == []
+
+
+@pytest.fixture
+def s3_app_env(
+    app_env: dict[str, str], s3_storage_url: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The same app on S3 (moto over HTTP): a refused upload must not leave an object, or a
+    multipart upload half done, in the bucket either."""
+    from tests.fixtures.s3 import S3_TEST_CREDENTIALS
+
+    monkeypatch.setenv("POSEGEN_STORAGE_URL", s3_storage_url)
+    monkeypatch.setenv("POSEGEN_S3_ENDPOINT_URL", s3_endpoint)
+    for key, value in S3_TEST_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("POSEGEN_MAX_UPLOAD_BYTES", "100000")
+    reset_settings()
+    reset_storage()
+    yield s3_storage_url
+    reset_settings()
+    reset_storage()
+
+
+def _bucket_contents(storage_url: str, endpoint: str) -> tuple[list[str], list[str]]:
+    """Every object key in the test's bucket, and every multipart upload still open there."""
+    import boto3
+
+    from tests.fixtures.s3 import S3_TEST_CREDENTIALS
+
+    bucket = storage_url.removeprefix("s3://").split("/", 1)[0]
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    objects = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    uploads = [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+    return objects, uploads
+
+
+@pytest.mark.parametrize(
+    ("data", "message_part"),
+    [
+        (b"this is not an image at all", "not an image"),
+        (b"\0" * 101_000, "too large"),
+    ],
+    ids=["text", "over-the-cap"],
+)
+def test_refused_upload_leaves_nothing_in_the_s3_bucket(
+    s3_app_env: str, s3_endpoint: str, account: Account, data: bytes, message_part: str
+) -> None:
+    with TestClient(create_app()) as client:
+        accepted = _upload(client, account, png_bytes())
+        assert accepted.status_code == 201, accepted.text
+        before = _bucket_contents(s3_app_env, s3_endpoint)
+        response = _upload(client, account, data)
+
+    assert response.status_code == 400, response.text
+    assert message_part in response.json()["message"]
+    assert _bucket_contents(s3_app_env, s3_endpoint) == before
+    assert before[1] == [] and len(before[0]) == 1  # only the accepted upload

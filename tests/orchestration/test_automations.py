@@ -66,3 +66,28 @@ def test_automations_are_created_once_with_their_triggers(
     assert reconcile.actions[0].type == "run-deployment"
     assert str(reconcile.actions[0].deployment_id) == reconciler_deployment
     assert get_settings().deployment_refund_reconciler.startswith("refund-reconciler/")
+
+
+@pytest.mark.parametrize(("crashed_after", "silence"), [(None, 90), ("45", 45)])
+def test_the_zombie_window_is_three_beats_unless_set(
+    monkeypatch: pytest.MonkeyPatch, crashed_after: str | None, silence: int
+) -> None:
+    """Tests shorten it (tests/unattended); production waits three missed 30 s beats."""
+    import uuid
+    from datetime import timedelta
+
+    from posegen.config import reset_settings
+    from posegen.orchestration import posegen_automations
+
+    monkeypatch.delenv("POSEGEN_FLOWS_HEARTBEAT_SECONDS", raising=False)
+    if crashed_after is None:
+        monkeypatch.delenv("POSEGEN_FLOWS_CRASHED_AFTER_SECONDS", raising=False)
+    else:
+        monkeypatch.setenv("POSEGEN_FLOWS_CRASHED_AFTER_SECONDS", crashed_after)
+    reset_settings()
+    try:
+        zombie = posegen_automations(uuid.uuid4())[0]
+        assert zombie.trigger.within == timedelta(seconds=silence)
+    finally:
+        monkeypatch.undo()
+        reset_settings()

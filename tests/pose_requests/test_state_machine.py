@@ -170,16 +170,49 @@ def test_notes_can_be_edited_without_changing_status(
     assert cleared.json()["adminNotes"] is None
 
 
+def _rows_of(db_url: str, request_id: str) -> dict[str, int]:
+    """How many rows of each table belong to the request."""
+    from sqlalchemy import func, select
+
+    from posegen.db.community import PoseRequest, PoseRequestStatusChange, PoseRequestVote
+
+    rid = uuid.UUID(request_id)
+    with session_scope(db_url) as session:
+        return {
+            table.__tablename__: session.scalar(
+                select(func.count()).select_from(table).where(column == rid)
+            )
+            or 0
+            for table, column in (
+                (PoseRequest, PoseRequest.id),
+                (PoseRequestVote, PoseRequestVote.request_id),
+                (PoseRequestStatusChange, PoseRequestStatusChange.request_id),
+            )
+        }
+
+
 def test_admin_delete_removes_request_votes_and_history(
-    client: TestClient, admin: Account, make_request: MakeRequest, account: Account
+    client: TestClient, admin: Account, make_request: MakeRequest, account: Account, db_url: str
 ) -> None:
     request_id = make_request()["id"]
     move(client, admin, request_id, "approve")
-    client.post(f"{BASE}/requests/{request_id}/vote", headers=account.headers)
+    vote = client.post(f"{BASE}/requests/{request_id}/vote", headers=account.headers)
+    assert vote.status_code in (200, 201), vote.text
+    assert _rows_of(db_url, request_id) == {
+        "pose_requests": 1,
+        "pose_request_votes": 1,
+        "pose_request_status_changes": 1,
+    }
     url = f"{BASE}/admin/pose-requests/{request_id}"
     assert client.delete(url, headers=admin.headers).status_code == 204
     assert client.get(url, headers=admin.headers).status_code == 404
     assert client.delete(url, headers=admin.headers).status_code == 404
+    # The votes and the history went with it, not only the request row.
+    assert _rows_of(db_url, request_id) == {
+        "pose_requests": 0,
+        "pose_request_votes": 0,
+        "pose_request_status_changes": 0,
+    }
 
 
 def test_unknown_request_is_404(client: TestClient, admin: Account) -> None:

@@ -76,7 +76,7 @@ def test_every_accepted_change_of_a_contended_burst_completes_through_the_runner
 
 
 def test_run_submitted_while_the_runner_is_down_completes_when_it_is_back(
-    owner_of: Callable[..., Owner], runner_of: Callable[..., Runner]
+    owner_of: Callable[..., Owner], runner_of: Callable[..., Runner], prefect_api: str
 ) -> None:
     """The runner stopped as operators stop it (SIGTERM: serve pauses its deployments); the
     API still accepts and submits; the run waits, Scheduled, and runs once a runner is back."""
@@ -93,7 +93,11 @@ def test_run_submitted_while_the_runner_is_down_completes_when_it_is_back(
         )
     assert response.status_code == 202, response.text
     run_id = uuid.UUID(response.json()["flowRunId"])
-    time.sleep(5)
+    # Nothing can pick it up meanwhile — no serving process, the deployment paused — so
+    # what it is now it stays until a runner is back (no sleep-and-see needed).
+    assert first.process is not None and first.process.poll() is not None
+    paused = httpx.get(f"{prefect_api}/deployments/name/{first.deployment}", timeout=5).json()
+    assert paused["paused"] is True
     assert run_state(run_id) == "SCHEDULED"
     assert load_pose(owner).status == "processing"
 

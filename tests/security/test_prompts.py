@@ -11,7 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from posegen.config import reset_settings
-from tests.api.conftest import BASE, Account, Generated, balance, ledger, pose_status
+from tests.api.conftest import (
+    BASE,
+    Account,
+    Generated,
+    assert_pose_untouched,
+    balance,
+    ledger,
+)
 
 pytestmark = pytest.mark.usefixtures("no_rate_limits")
 
@@ -75,4 +82,4 @@ def test_refused_prompt_is_400_and_charges_nothing(
     assert wrong == {}
     assert balance(db_url, account.id) == 100
     assert ledger(db_url, account.id) == []
-    assert pose_status(db_url, generated.pose_id) == "ready"
+    assert_pose_untouched(db_url, generated.pose_id)

@@ -13,7 +13,14 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import BASE, Account, Generated, balance, ledger, pose_status
+from tests.api.conftest import (
+    BASE,
+    Account,
+    Generated,
+    assert_pose_untouched,
+    balance,
+    ledger,
+)
 
 pytestmark = pytest.mark.usefixtures("no_rate_limits")
 
@@ -108,4 +115,4 @@ def test_refused_image_urls_are_400_and_charge_nothing(
     assert {url: answer for url, answer in answers.items() if answer != (400, error)} == {}
     assert balance(db_url, account.id) == 100
     assert ledger(db_url, account.id) == []
-    assert pose_status(db_url, generated.pose_id) == "ready"
+    assert_pose_untouched(db_url, generated.pose_id)

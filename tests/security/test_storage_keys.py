@@ -21,7 +21,14 @@ from fastapi.testclient import TestClient
 
 from posegen.api.app import create_app
 from posegen.storage import Storage
-from tests.api.conftest import BASE, Account, Generated, balance, ledger, pose_status
+from tests.api.conftest import (
+    BASE,
+    Account,
+    Generated,
+    assert_pose_untouched,
+    balance,
+    ledger,
+)
 
 pytestmark = pytest.mark.usefixtures("no_rate_limits")
 
@@ -145,7 +152,7 @@ def test_keys_as_background_image_url_are_400_read_nothing_and_charge_nothing(
     assert storage_reads == []
     assert balance(db_url, account.id) == 100
     assert ledger(db_url, account.id) == []
-    assert pose_status(db_url, generated.pose_id) == "ready"
+    assert_pose_untouched(db_url, generated.pose_id)
 
 
 def _raw_get(app: FastAPI, raw_path: str, account: Account) -> tuple[int, bytes]:

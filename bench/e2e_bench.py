@@ -109,6 +109,7 @@ def start_runner(
     log: Path,
     workers: int = 3,
     model: str | None = None,
+    tree: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -120,7 +121,7 @@ def start_runner(
     }
     if model:
         env["POSEGEN_REMBG_MODEL"] = model
-    runner = start_process([sys.executable, "-m", "deployments.serve"], log, env=env)
+    runner = start_process([sys.executable, "-m", "deployments.serve"], log, env=env, cwd=tree)
     wait_until_ready(
         runner,
         lambda: answers(f"{api}/deployments/name/{deployment}", timeout=5),
@@ -131,7 +132,9 @@ def start_runner(
     return runner
 
 
-def start_api(prefect: str, deployment: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_api(
+    prefect: str, deployment: str, log: Path, tree: Path = ROOT
+) -> tuple[subprocess.Popen[bytes], str]:
     """The API under uvicorn, as `posegen up` runs it; (process, base URL)."""
     port = free_port()
     env = {
@@ -142,11 +145,18 @@ def start_api(prefect: str, deployment: str, log: Path) -> tuple[subprocess.Pope
     }
     command = [sys.executable, "-m", "uvicorn", "posegen.api.app:app", "--port", str(port)]
     api = start_process(
-        [*command, "--host", "127.0.0.1", "--log-level", "warning", "--no-access-log"], log, env=env
+        [*command, "--host", "127.0.0.1", "--log-level", "warning", "--no-access-log"],
+        log,
+        env=env,
+        cwd=tree,
     )
     base = f"http://127.0.0.1:{port}"
     wait_until_ready(
-        api, lambda: answers(f"{base}{BASE}/health"), what="the API", log=log, timeout=60
+        api,
+        lambda: answers(f"{base}{BASE}/health", timeout=10),
+        what="the API",
+        log=log,
+        timeout=240,
     )
     return api, base
 
@@ -299,52 +309,91 @@ def new_poses(user_id: uuid.UUID, photo: bytes, count: int) -> list[str]:
         return [str(pose.id) for pose in generation.poses]
 
 
+class Side:
+    """One stack under test (this tree, or `--baseline`'s): its runner, its API, one user with
+    an open /events stream, and the poses it changes."""
+
+    def __init__(
+        self, label: str, prefect: str, tree: Path, mode: str, poll: int, model: str | None
+    ) -> None:
+        self.label, self.prefect = label, prefect
+        deployment = f"background-change/bench-{uuid.uuid4().hex[:8]}"
+        name = f"{label.replace(' ', '-')}-{mode}-{model or ''}"
+        self.runner = start_runner(
+            prefect, deployment, mode, poll, _HOME / f"runner-{name}.log", model=model, tree=tree
+        )
+        self.api, self.base = start_api(prefect, deployment, _HOME / f"api-{name}.log", tree)
+        user_id, self.token = new_user()
+        self.user_id = user_id
+        self.stream = SseCompletions(self.base, self.token)
+        self.client = httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=60
+        )
+
+    def change(self, pose_id: str) -> dict[str, float]:
+        """One change, waited for (event on /events, then the run Completed); its phases."""
+        posted = time.time()
+        accepted = self.client.post(f"{BASE}/poses/{pose_id}/background", json=BODY)
+        done = time.time()
+        assert accepted.status_code == 202, accepted.text
+        run_id = accepted.json()["flowRunId"]
+        arrived = self.stream.wait(pose_id, after=posted)
+        wait_final(self.prefect, run_id)
+        return phases(self.prefect, run_id, posted, done, arrived)
+
+    def stop(self) -> None:
+        self.stream.close()
+        self.client.close()
+        stop_process(self.api)
+        stop_process(self.runner, timeout=30)
+
+
 def run_requests(
-    prefect: str, base: str, count: int, poses: str, bare: object | None = None
-) -> tuple[list[dict[str, float]], list[float]]:
-    """`count` measured changes, one at a time, on one pose (`known`) or fresh poses (`fresh`,
-    each followed by the bare rembg change of the same photo in this process); the phases of
-    each, and the bare times."""
+    sides: list[Side], count: int, poses: str, bare: object | None = None
+) -> tuple[dict[str, list[dict[str, float]]], list[float]]:
+    """`count` measured changes per side, one at a time, the sides taking turns (so a loaded,
+    shared machine weighs on both alike), on one pose per side (`known`) or fresh poses
+    (`fresh`, each round followed by the bare rembg change of the same photo in this process);
+    the phases per side, and the bare times."""
     photo = person_png()
-    user_id, token = new_user()
-    headers = {"Authorization": f"Bearer {token}"}
-    pose_ids = new_poses(user_id, photo, 1 if poses == "known" else count + 1)
-    stream = SseCompletions(base, token)
-    results: list[dict[str, float]] = []
+    pose_ids = {
+        side.label: new_poses(side.user_id, photo, 1 if poses == "known" else count + 1)
+        for side in sides
+    }
+    results: dict[str, list[dict[str, float]]] = {side.label: [] for side in sides}
     bare_times: list[float] = []
-    try:
-        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
-            for index in range(count + 1):
-                pose_id = pose_ids[0 if poses == "known" else index]
-                posted = time.time()
-                accepted = client.post(f"{BASE}/poses/{pose_id}/background", json=BODY)
-                done = time.time()
-                assert accepted.status_code == 202, accepted.text
-                run_id = accepted.json()["flowRunId"]
-                arrived = stream.wait(pose_id, after=posted)
-                wait_final(prefect, run_id)
-                if index == 0:
-                    print(f"   warm-up request: {arrived - posted:.2f} s (not counted)")
-                    continue
-                results.append(phases(prefect, run_id, posted, done, arrived))
-                line = f"   run {len(results)}: total {results[-1]['total'] * 1000:.0f} ms"
-                if bare is not None:
-                    started = time.perf_counter()
-                    bare.change(photo, None)  # type: ignore[attr-defined]
-                    bare_times.append(time.perf_counter() - started)
-                    line += f"; bare rembg change {bare_times[-1] * 1000:.0f} ms"
-                print(line, flush=True)
-    finally:
-        stream.close()
+    for index in range(count + 1):
+        line = []
+        for side in sides if index % 2 == 0 else sides[::-1]:
+            result = side.change(pose_ids[side.label][0 if poses == "known" else index])
+            if index == 0:
+                line.append(f"{side.label} warm-up {result['total'] * 1000:.0f} ms (not counted)")
+                continue
+            results[side.label].append(result)
+            line.append(f"{side.label} {result['total'] * 1000:.0f} ms")
+        if bare is not None and index:
+            started = time.perf_counter()
+            bare.change(photo, None)  # type: ignore[attr-defined]
+            bare_times.append(time.perf_counter() - started)
+            line.append(f"bare rembg change {bare_times[-1] * 1000:.0f} ms")
+        print(f"   {index:2}: " + "; ".join(line), flush=True)
     return results, bare_times
 
 
-def report(label: str, results: list[dict[str, float]], bare_times: list[float]) -> dict[str, str]:
-    """Print the phases' medians and the targets' figures; the verdict lines, for the summary."""
-    names = list(dict.fromkeys(name for result in results for name in result))
+def print_phases(by_side: dict[str, list[dict[str, float]]]) -> None:
+    """The phases' medians [min-max], one column per side."""
+    names = list(dict.fromkeys(name for results in by_side.values() for r in results for name in r))
+    print(f"   {'phase':<26}" + "".join(f"  {label:<24}" for label in by_side))
     for name in names:
-        values = [r[name] for r in results if name in r]
-        print(f"   {name:<26}: {_ms(values)}")
+        cells = []
+        for results in by_side.values():
+            values = [r[name] for r in results if name in r]
+            cells.append(_ms(values) if values else "-")
+        print(f"   {name:<26}" + "".join(f"  {cell:<24}" for cell in cells))
+
+
+def report(label: str, results: list[dict[str, float]], bare_times: list[float]) -> dict[str, str]:
+    """The targets' figures for one side; the verdict lines, for the summary."""
     totals = [r["total"] for r in results]
     p50, p95 = statistics.median(totals) * 1000, percentile(totals, 0.95) * 1000
     overhead = statistics.median(r["orchestration"] for r in results) * 1000
@@ -363,7 +412,7 @@ def report(label: str, results: list[dict[str, float]], bare_times: list[float])
         verdicts[
             f"{label}: p50 {p50:.0f} ms (<= {KNOWN_P50}), p95 {p95:.0f} ms (<= {KNOWN_P95})"
         ] = _met(p50 <= KNOWN_P50 and p95 <= KNOWN_P95)
-    print(f"   p50 {p50:.0f} ms, p95 {p95:.0f} ms, request → event on /events")
+    print(f"   {label}: p50 {p50:.0f} ms, p95 {p95:.0f} ms, request → event on /events")
     return verdicts
 
 
@@ -478,6 +527,11 @@ def main() -> None:
     parser.add_argument("--process-rounds", type=int, default=0, help="fresh-process costs")
     parser.add_argument("--burst", type=int, default=0, help="changes at once (warm); 0: skip")
     parser.add_argument(
+        "--baseline",
+        help="another source tree (e.g. `git archive main | tar -x -C DIR`) measured in turn "
+        "with this one, in the same run",
+    )
+    parser.add_argument(
         "--db", default="postgres", choices=["postgres", "sqlite"], help="Prefect's and posegen's"
     )
     args = parser.parse_args()
@@ -504,30 +558,36 @@ def main() -> None:
             bare.change(person_png(), None)  # rembg's first call pays its own warm-up
         for model in args.models.split(",") if args.models else [""]:
             for mode in args.modes.split(","):
-                deployment = f"background-change/bench-{uuid.uuid4().hex[:8]}"
                 label = f"{mode}, model {model}" if model else mode
-                runner = start_runner(
-                    prefect,
-                    deployment,
-                    mode,
-                    args.poll,
-                    _HOME / f"runner-{mode}-{model}.log",
-                    model=model or None,
-                )
-                api, base = start_api(prefect, deployment, _HOME / f"api-{mode}-{model}.log")
+                trees = [("this tree", ROOT)]
+                if args.baseline:
+                    trees.append(("baseline", Path(args.baseline).resolve()))
+                sides: list[Side] = []
                 try:
+                    for name, tree in trees:
+                        sides.append(Side(name, prefect, tree, mode, args.poll, model or None))
                     for poses in args.poses.split(","):
                         print(f"\n== {label}, {poses} poses: {args.requests} sequential requests")
-                        results, bare_times = run_requests(
-                            prefect, base, args.requests, poses, bare if poses == "fresh" else None
+                        by_side, bare_times = run_requests(
+                            sides, args.requests, poses, bare if poses == "fresh" else None
                         )
-                        verdicts.update(report(f"{label}, {poses}", results, bare_times))
+                        print_phases(by_side)
+                        for side, results in by_side.items():
+                            verdicts.update(
+                                report(f"{side}, {label}, {poses}", results, bare_times)
+                            )
+                        if len(by_side) == 2:
+                            new, old = (
+                                statistics.median(r["total"] for r in results)
+                                for results in by_side.values()
+                            )
+                            print(f"   this tree vs baseline, p50: {old / new:.2f}x faster")
                     if mode == "warm" and args.burst and events is not None:
                         print(f"\n== {label}: {args.burst} changes submitted at once")
-                        burst = run_burst(prefect, base, args.burst, events)
+                        burst = run_burst(prefect, sides[0].base, args.burst, events)
                 finally:
-                    stop_process(api)
-                    stop_process(runner, timeout=30)
+                    for side in sides:
+                        side.stop()
     if burst:
         reference = rembg_p(args.burst)
         print(f"\n`rembg p` loop on the same {args.burst} photos: {reference:.2f} s")

@@ -65,7 +65,7 @@ def start_api(port: int, log: Path) -> subprocess.Popen[bytes]:
     # Prefect answer it.
     health = f"http://127.0.0.1:{port}{BASE}/health"
     wait_until_ready(
-        api, lambda: answers(health), what="the API", log=log, timeout=60, interval=0.3
+        api, lambda: answers(health, timeout=10), what="the API", log=log, timeout=240, interval=0.3
     )
     return api
 

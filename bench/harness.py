@@ -62,12 +62,13 @@ def free_port() -> int:
 
 
 def start_process(
-    command: Sequence[str], log: Path, *, env: dict[str, str] | None = None
+    command: Sequence[str], log: Path, *, env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> subprocess.Popen[bytes]:
-    """`command` from the project root in its own session, output in `log`."""
+    """`command` from the project root (or another source tree, `cwd`: a bench's baseline) in
+    its own session, output in `log`."""
     return subprocess.Popen(
         list(command),
-        cwd=ROOT,
+        cwd=cwd,
         env=env if env is not None else dict(os.environ),
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
@@ -175,7 +176,7 @@ def prefect_api(db: str) -> Iterator[str]:
                 lambda: answers(f"{url}/health"),
                 what="the Prefect server",
                 log=log,
-                timeout=120,
+                timeout=300,  # minutes, not seconds, on a machine shared by several benches
             )
             os.environ["PREFECT_API_URL"] = url
             with temporary_settings({PREFECT_API_URL: url}):

@@ -1,4 +1,4 @@
-"""Trigger latency: `POST /poses/{id}/background` at many concurrent clients (issue 7, target 5).
+"""Trigger throughput: `POST /poses/{id}/background` against bare flow-run creation (issue 16).
 
     NUMBA_CACHE_DIR=.posegen/numba-cache REMBG_HOME=.posegen/models \\
         .venv/bin/python bench/trigger_bench.py [--clients 1,10,100] [--per-client 5] \\
@@ -7,11 +7,18 @@
 A Prefect server and posegen's database (PostgreSQL by default, see bench/harness.py), the
 `background-change` deployment registered (nobody serves it: the runs stay Scheduled, only the
 trigger is measured), and the API under uvicorn in its own process, as `posegen up` runs it.
-`--clients` clients, each its own user (the per-user rate limit stays on), send `--per-client`
-requests one after another, all clients at once; each request charges credits and creates the
-flow run. The baseline, same clients, same process, just before: `GET /me` (auth + one
-database read), the floor of any authenticated request. Prints p50/p95/p99/max, errors and
-requests per second for both.
+At each client count, in this order and in the same run:
+
+    bare     `create_flow_run_from_deployment` straight to Prefect from this process (one
+             shared client, as any caller would hold one), the same parameters the API sends:
+             Prefect's own ceiling on this machine
+    API      `--clients` clients, each its own user (the per-user rate limit stays on), each
+             request authenticated, charged and submitted by the API
+    GET /me  (with `--floor`) auth + one database read: the floor of any API request
+
+Each client sends `--per-client` requests back to back, all clients at once. Prints
+p50/p95/p99/max, errors and requests per second, and issue 16's figures: the API's throughput
+as a share of bare (target >= 90 %) and its p99 against bare p99 + 150 ms, with zero errors.
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ def start_api(port: int, log: Path) -> subprocess.Popen[bytes]:
     # Prefect answer it.
     health = f"http://127.0.0.1:{port}{BASE}/health"
     wait_until_ready(
-        api, lambda: answers(health), what="the API", log=log, timeout=60, interval=0.3
+        api, lambda: answers(health, timeout=10), what="the API", log=log, timeout=240, interval=0.3
     )
     return api
 
@@ -83,6 +90,44 @@ def make_clients(count: int, per_client: int) -> list[tuple[str, list[str]]]:
                 (create_token(user.id, "USER"), [str(pose.id) for pose in generation.poses])
             )
     return clients
+
+
+async def drive_bare(
+    deployment_id: uuid.UUID, clients: int, per_client: int
+) -> tuple[list[float], list[str], float]:
+    """Prefect alone: `clients` callers creating runs back to back through one shared client."""
+    from prefect.client.orchestration import get_client
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    change = {"backgroundMode": "solid_color", "backgroundColor": "#1E90FF"}
+    async with get_client() as client:
+
+        async def one_client() -> None:
+            for _ in range(per_client):
+                request_id = uuid.uuid4()
+                parameters = {
+                    "pose_id": str(uuid.uuid4()),
+                    "user_id": str(uuid.uuid4()),
+                    "request_id": str(request_id),
+                    "change": change,
+                }
+                started = time.perf_counter()
+                try:
+                    await client.create_flow_run_from_deployment(
+                        deployment_id,
+                        parameters=parameters,
+                        idempotency_key=f"background-change:{request_id}",
+                        tags=["posegen", "background-change"],
+                    )
+                except Exception as exc:
+                    errors.append(type(exc).__name__)
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return latencies, errors, elapsed
 
 
 async def drive(
@@ -117,7 +162,10 @@ async def drive(
     return latencies, errors, elapsed
 
 
-def report(label: str, latencies: list[float], errors: list[str], elapsed: float) -> float:
+def report(
+    label: str, latencies: list[float], errors: list[str], elapsed: float
+) -> tuple[float, float, int]:
+    """Print one round; (p99 seconds, requests per second, errors)."""
     ordered = sorted(latencies)
 
     def pct(p: float) -> float:
@@ -131,7 +179,7 @@ def report(label: str, latencies: list[float], errors: list[str], elapsed: float
     )
     for error in sorted(set(errors))[:3]:
         print(f"      e.g. {error}")
-    return p99
+    return p99 / 1000, len(latencies) / elapsed, len(errors)
 
 
 def main() -> None:
@@ -139,6 +187,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,10,100", help="concurrent clients, a list")
     parser.add_argument("--per-client", type=int, default=5)
     parser.add_argument("--db", default="postgres", choices=["postgres", "sqlite"])
+    parser.add_argument("--floor", action="store_true", help="also GET /me, the API's floor")
     args = parser.parse_args()
 
     from harness import free_port, prefect_api
@@ -155,7 +204,7 @@ def main() -> None:
 
         reset_settings()
         ensure_limits_sync()
-        build_deployments()[0].apply()
+        deployment_id = build_deployments()[0].apply()
         counts = [int(count) for count in args.clients.split(",")]
         # Every round has its own poses (a pose with a change in flight answers 409); the first
         # client takes part in every round, within the per-user rate limit's burst.
@@ -163,22 +212,41 @@ def main() -> None:
         port = free_port()
         api = start_api(port, _HOME / "api.log")
         base = f"http://127.0.0.1:{port}"
+        verdicts = []
         try:
             asyncio.run(drive(base, clients[:5], 1, trigger=False))  # connections, imports
+            asyncio.run(drive_bare(deployment_id, 5, 1))
             for index, count in enumerate(counts):
                 print(f"\n{count} clients x {args.per_client} requests ({args.db})")
                 share = slice(index * args.per_client, (index + 1) * args.per_client)
                 rounds = [(token, poses[share]) for token, poses in clients[:count]]
-                floor = report(
-                    "GET /me (baseline)", *asyncio.run(drive(base, rounds, args.per_client, False))
+                if args.floor:
+                    report(
+                        "GET /me (floor)", *asyncio.run(drive(base, rounds, args.per_client, False))
+                    )
+                bare_p99, bare_rate, _ = report(
+                    "bare create_flow_run",
+                    *asyncio.run(drive_bare(deployment_id, count, args.per_client)),
                 )
-                p99 = report(
+                p99, rate, errors = report(
                     "POST .../background", *asyncio.run(drive(base, rounds, args.per_client, True))
                 )
-                print(f"   trigger p99 / baseline p99: {p99 / floor:.2f}x; target p99 <= 100 ms")
+                share_of_bare = rate / bare_rate
+                extra = (p99 - bare_p99) * 1000
+                verdict = (
+                    "met" if share_of_bare >= 0.9 and extra <= 150 and not errors else "NOT met"
+                )
+                verdicts.append(
+                    f"   {verdict:<8} {count} clients: API {share_of_bare:.0%} of "
+                    f"bare throughput (>= 90 %), p99 {extra:+.0f} ms vs bare (<= +150), "
+                    f"{errors} errors"
+                )
+                print(verdicts[-1])
         finally:
             api.terminate()
             api.wait(timeout=20)
+    print("\nissue 16 target 4 (first half):")
+    print("\n".join(verdicts))
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 

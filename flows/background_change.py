@@ -1,5 +1,9 @@
 """Flow `background-change`: charge → load → remove background → build background → composite
-→ save → update the pose → tell the user. Any failure after the charge refunds exactly once."""
+→ save → update the pose → tell the user. Any failure after the charge refunds exactly once.
+
+Three tasks (issue 16): `charge-credits`, `render-change` (load → composite, one retry scope)
+and `update-pose` (which sends the completion event as soon as the pose points at the image).
+"""
 
 from __future__ import annotations
 
@@ -18,15 +22,7 @@ from posegen.domain.background import BackgroundChange, fail_change
 from posegen.errors import PosegenError
 from posegen.events import emit_background_change_failed
 from posegen.orchestration import BACKGROUND_CHANGE_LIMIT, ensure_limits
-from tasks.background import (
-    build_background,
-    charge_credits,
-    composite,
-    emit_completed,
-    load_original,
-    remove_background,
-    update_pose,
-)
+from tasks.background import charge_credits, render_change, update_pose
 
 # A run killed inside its slot (SIGKILL, a lost machine) cannot release it; the lease lapses
 # instead (`background_change_slot_lease_seconds`, 120 s). With Prefect's default of 300 s,
@@ -85,23 +81,13 @@ async def background_change(
     """Change one pose's background; returns the new image's storage key."""
     await ensure_limits()
     ticket = charge_credits(pose_id, user_id, request_id, change)
-    images = load_original(pose_id)
     async with concurrency(
         BACKGROUND_CHANGE_LIMIT,
         occupy=1,
         strict=True,
         lease_duration=get_settings().background_change_slot_lease_seconds,
     ):
-        mask_key = remove_background(images)
-        background_key = build_background(images, change)
-        output_key = composite(images, mask_key, background_key)
-    image_url = update_pose(
-        images,
-        request_id,
-        change,
-        output_key=output_key,
-        mask_key=mask_key,
-        background_key=background_key,
-    )
-    emit_completed(ticket, change, image_url)
-    return output_key
+        rendered = render_change(pose_id, change)
+    # After the slot is given back, not inside it: a failed release fails the run, and the run
+    # must not fail (and refund) after the user was told the change is done.
+    return update_pose(ticket, change, rendered)

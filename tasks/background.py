@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from prefect import task
 from prefect.client.schemas.objects import TaskRun
@@ -63,65 +64,62 @@ def charge_credits(
         return ticket
 
 
-@task(name="load-original", **_RETRYING)
-def load_original(pose_id: uuid.UUID) -> PoseImages:
+@dataclass(frozen=True)
+class RenderedChange:
+    """What `render_change` stored: the pose's keys and the three images the change wrote."""
+
+    images: PoseImages
+    mask_key: str
+    background_key: str
+    output_key: str
+
+
+# One task for the render steps (issue 16): each step is idempotent and reads what the one
+# before stored, so one retry scope loses nothing (a retry after a FLUX error finds the mask
+# stored and segments nothing again), and each task run costs Prefect's orchestration once
+# (events, logs, state), which had been most of a warm change's time.
+@task(name="render-change", timeout_seconds=600, **_RETRYING)
+def render_change(pose_id: uuid.UUID, change: BackgroundChange) -> RenderedChange:
+    """Load the original → remove its background → build the new one → composite."""
+    storage = get_storage()
     with session_scope() as session:
         images = domain.pose_images(session, pose_id)
-    get_storage().size(images.original_key)  # fail here, clearly, if the original is gone
-    return images
-
-
-@task(name="remove-background", timeout_seconds=300, **_RETRYING)
-def remove_background(images: PoseImages) -> str:
-    return pipeline.remove_background(get_storage(), images)
-
-
-@task(name="build-background", timeout_seconds=300, **_RETRYING)
-def build_background(images: PoseImages, change: BackgroundChange) -> str:
+    storage.size(images.original_key)  # fail here, clearly, if the original is gone
+    mask_key = pipeline.remove_background(storage, images)
     limits = list(source_for(change.background_mode).rate_limits)
     if limits:
         rate_limit(limits, strict=True)
-    return pipeline.build_background(get_storage(), images, change)
-
-
-@task(name="composite", timeout_seconds=120, **_RETRYING)
-def composite(images: PoseImages, mask_key: str, background_key: str) -> str:
-    return pipeline.composite_pose(get_storage(), images, mask_key, background_key)
+    background_key = pipeline.build_background(storage, images, change)
+    output_key = pipeline.composite_pose(storage, images, mask_key, background_key)
+    return RenderedChange(images, mask_key, background_key, output_key)
 
 
 @task(name="update-pose", **_RETRYING)
-def update_pose(
-    images: PoseImages,
-    request_id: uuid.UUID,
-    change: BackgroundChange,
-    *,
-    output_key: str,
-    mask_key: str,
-    background_key: str,
-) -> str:
-    """Record the change on the pose; the new image's client URL, for the completion event."""
+def update_pose(ticket: ChangeTicket, change: BackgroundChange, rendered: RenderedChange) -> str:
+    """Record the change on the pose, then tell the user at once; returns the new image's key.
+
+    The completion event goes out the moment the pose points at the new image (a client that
+    reads the pose on the event sees it), not after Prefect finishes the run; `emit_event` only
+    queues it for Prefect's events worker, so nothing here waits for delivery.
+    """
     with session_scope() as session:
         domain.complete_change(
             session,
-            images.pose_id,
-            request_id,
+            rendered.images.pose_id,
+            ticket.request_id,
             change,
-            image_key=output_key,
-            mask_key=mask_key,
-            background_key=background_key,
+            image_key=rendered.output_key,
+            mask_key=rendered.mask_key,
+            background_key=rendered.background_key,
         )
-    return get_storage().client_url(output_key)
-
-
-@task(name="emit-completed")
-def emit_completed(ticket: ChangeTicket, change: BackgroundChange, image_url: str) -> None:
     emit_background_change_completed(
         pose_id=ticket.pose_id,
         user_id=ticket.user_id,
         generation_id=ticket.generation_id,
         request_id=ticket.request_id,
-        image_url=image_url,
+        image_url=get_storage().client_url(rendered.output_key),
         image_key=ticket.output_key,
         background_mode=change.background_mode.value,
         credit_charged=ticket.credit_charged,
     )
+    return rendered.output_key

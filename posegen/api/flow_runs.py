@@ -9,6 +9,7 @@ import uuid
 import weakref
 
 import certifi
+import httpx
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import (
@@ -102,6 +103,9 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Prefect
     weakref.WeakKeyDictionary()
 )
 _deployment_ids: dict[tuple[object, str], uuid.UUID] = {}
+# Prefect's client allows 16 connections but keeps only 8 open: under a burst every request
+# past the eighth opened a new connection and closed it afterwards. Keep all 16.
+_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16, keepalive_expiry=25)
 
 
 async def _client() -> PrefectClient:
@@ -110,7 +114,7 @@ async def _client() -> PrefectClient:
     api = str(PREFECT_API_URL.value())
     client = per_api.get(api)
     if client is None:
-        client = get_client(httpx_settings={"verify": _tls_context()})
+        client = get_client(httpx_settings={"verify": _tls_context(), "limits": _LIMITS})
         await client.__aenter__()
         per_api[api] = client
     return client

@@ -218,7 +218,8 @@ def start_change(
     if not claimed:
         session.rollback()
         raise Conflict("A background change for this pose is already running", poseId=str(pose_id))
-    session.commit()
+    # The claim and the charge commit together (the charge commits): one transaction, and a
+    # refused charge (InsufficientCredits) rolls the claim back with it.
     try:
         entry = credits.charge_credits(
             session,

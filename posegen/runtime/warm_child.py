@@ -1,8 +1,19 @@
-"""The process a warm pool keeps: import once, warm up, then run one flow run at a time."""
+"""The process a warm pool keeps: import once, warm up, then run one flow run at a time.
+
+Besides the imports and the model, the process keeps what Prefect's engine would otherwise
+build for every run, measured as most of a run's orchestration time (bench/RESULTS.md, issue 16):
+
+- one event loop and one async and one sync Prefect client for its whole life. Without a client
+  in context, the engine opens a new one for the flow run and one per sync task run, and each
+  builds a TLS context from the system's CA store (50-130 ms here), even over plain http;
+- the flow run itself, sent by the pool that claimed it, instead of reading it back;
+- no suspension observer (see `_skip_suspension_observer`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import importlib
@@ -10,7 +21,7 @@ import logging
 import os
 import signal
 import sys
-import uuid
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -20,7 +31,8 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def child_main(conn: Connection, flow_path: str, warm_up: str | None, pool_pid: int) -> None:
-    """Run the flow runs the pool sends (their ids), one at a time, until told to stop.
+    """Run the flow runs the pool sends (each a claimed FlowRun as JSON), one at a time, until
+    told to stop.
 
     SIGTERM while a run executes lets that run finish (the pool's grace) and then exits; SIGTERM
     while idle exits at once. The process dies with the pool's (see `_die_with_the_pool`).
@@ -38,33 +50,67 @@ def child_main(conn: Connection, flow_path: str, warm_up: str | None, pool_pid: 
     flow = _import(flow_path)
     if warm_up:
         _import(warm_up)()
-    from prefect.client.orchestration import get_client
+    _skip_suspension_observer()
+    asyncio.run(_serve(conn, flow, state))
+
+
+async def _serve(conn: Connection, flow: Any, state: dict[str, bool]) -> None:
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.context import AsyncClientContext, SyncClientContext
     from prefect.flow_engine import run_flow
 
-    conn.send(("ready", os.getpid()))
-    with get_client(sync_client=True) as client:
-        while not state["stop"]:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                return
-            if message is None:
-                return
-            state["busy"] = True
-            try:
-                flow_run = client.read_flow_run(uuid.UUID(message))
-                client.update_flow_run(flow_run.id, infrastructure_pid=str(os.getpid()))
-                result = run_flow(flow, flow_run=flow_run, return_type="state")
-                if asyncio.iscoroutine(result):
-                    asyncio.run(result)
-            except BaseException:
-                logger.exception("flow run %s ended with an engine error", message)
-            finally:
-                state["busy"] = False
-            try:
-                conn.send(("done", message))
-            except OSError:
-                return
+    loop = asyncio.get_running_loop()
+    # Entered once: every run's engine, its tasks and posegen's own `get_client()` calls find
+    # these clients in context and reuse them (and their open connections).
+    async with AsyncClientContext.get_or_create():
+        with SyncClientContext.get_or_create():
+            conn.send(("ready", os.getpid()))
+            while not state["stop"]:
+                try:
+                    message = await loop.run_in_executor(None, conn.recv)
+                except (EOFError, OSError):
+                    return
+                if message is None:
+                    return
+                state["busy"] = True
+                flow_run = None
+                try:
+                    flow_run = FlowRun.model_validate_json(message)
+                    if flow.isasync:
+                        await run_flow(flow, flow_run=flow_run, return_type="state")
+                    else:  # a sync flow blocks: keep it off the loop (to_thread keeps context)
+                        await asyncio.to_thread(
+                            run_flow, flow, flow_run=flow_run, return_type="state"
+                        )
+                except BaseException:
+                    run_id = flow_run.id if flow_run else "?"
+                    logger.exception("flow run %s ended with an engine error", run_id)
+                finally:
+                    state["busy"] = False
+                try:
+                    conn.send(("done", str(flow_run.id) if flow_run else None))
+                except OSError:
+                    return
+
+
+def _skip_suspension_observer() -> None:
+    """Prefect 3.9's engine opens an events subscription for every deployment run, in a new
+    thread, and waits until it is connected before the run may start (and up to 0.2 s more as
+    the run ends): it watches for the run being *suspended* from outside. posegen never suspends
+    a background change (its runs are seconds long; stopping one is a cancellation, which the
+    pool handles), so its warm processes run without the observer. If Prefect renames it, the
+    observer simply stays (tests/runtime check it is still there to skip)."""
+    import prefect.flow_engine as engine
+
+    if hasattr(engine, "observe_flow_run_suspension"):
+        engine.observe_flow_run_suspension = _no_observer  # type: ignore[assignment]
+    else:
+        logger.warning("Prefect's suspension observer moved; runs keep paying for it")
+
+
+@contextlib.contextmanager
+def _no_observer(*args: Any, **kwargs: Any) -> Iterator[None]:
+    yield
 
 
 def _die_with_the_pool(pool_pid: int) -> None:

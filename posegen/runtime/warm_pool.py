@@ -249,12 +249,16 @@ class WarmPool:
                 worker = idle.pop(0)
                 worker.run = run
                 try:
-                    worker.conn.send(str(run.id))
+                    # The claimed run itself, so the process need not read it back.
+                    worker.conn.send(run.model_dump_json())
                 except OSError:
                     self._on_process_died(client, worker)
+                    continue
+                self._record_process(client, run, worker)
 
     def _claim(self, client: Any, run: FlowRun) -> bool:
-        """Propose Pending: the server accepts it for exactly one claimant."""
+        """Propose Pending: the server accepts it for exactly one claimant (`run.state` is
+        then the accepted Pending state)."""
         try:
             state = propose_state_sync(client, Pending(), flow_run_id=run.id)
         except Abort:
@@ -262,7 +266,16 @@ class WarmPool:
         except Exception:
             logger.warning("could not claim flow run %s", run.id, exc_info=True)
             return False
+        run.state = state
         return state.is_pending()
+
+    def _record_process(self, client: Any, run: FlowRun, worker: _Worker) -> None:
+        """Name the run's process in Prefect (the UI's infrastructure pid), once the process
+        already has the run: this request is not on the run's way to starting."""
+        try:
+            client.update_flow_run(run.id, infrastructure_pid=str(worker.process.pid))
+        except Exception:
+            logger.warning("could not record the process of flow run %s", run.id, exc_info=True)
 
     # -- crashes and cancellations ------------------------------------------------------------
 

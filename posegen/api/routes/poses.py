@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, BackgroundTasks, Header
 from starlette.concurrency import run_in_threadpool
 
 from posegen.api import schemas
@@ -16,9 +16,11 @@ from posegen.api.rate_limit import RESPONSES as RATE_LIMITED
 from posegen.api.rate_limit import Bucket, per_user
 from posegen.config import get_settings
 from posegen.db.models import User
+from posegen.db.session import session_scope
 from posegen.domain.background import (
     BackgroundChange,
     BackgroundMode,
+    ChangeTicket,
     abort_change,
     record_flow_run,
     start_change,
@@ -63,6 +65,7 @@ async def change_background(
     user: CurrentUser,
     session: SessionDep,
     storage: StorageDep,
+    after_response: BackgroundTasks,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
@@ -71,6 +74,8 @@ async def change_background(
 
     Checks that cost nothing come first, so a refused request never touches credits. The
     database work is synchronous and runs in the threadpool; only the submission is awaited.
+    Tying the charge to its run is done once the 202 is sent: the run's own first task records
+    the same id, and the reconciler only needs it for a run that never starts.
     """
     pose_uuid = parse_id(pose_id, _NOT_FOUND)
     if change.background_mode == BackgroundMode.AI_GENERATE and not get_settings().flux_configured:
@@ -89,8 +94,14 @@ async def change_background(
         if refund is not None and refund.created:
             count_credits_refunded(refund.amount, _METRIC_REASON)
         raise
-    await run_in_threadpool(record_flow_run, session, ticket, flow_run_id)
+    after_response.add_task(_record_flow_run, ticket, flow_run_id)
     return schemas.BackgroundChangeAccepted.of(ticket, flow_run_id, storage)
+
+
+def _record_flow_run(ticket: ChangeTicket, flow_run_id: uuid.UUID) -> None:
+    # Its own session: the request's is closed by the time a background task runs.
+    with session_scope() as session:
+        record_flow_run(session, ticket, flow_run_id)
 
 
 def _request_id(user: User, pose_id: uuid.UUID, idempotency_key: str | None) -> uuid.UUID:

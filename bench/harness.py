@@ -175,7 +175,7 @@ def prefect_api(db: str) -> Iterator[str]:
                 lambda: answers(f"{url}/health"),
                 what="the Prefect server",
                 log=log,
-                timeout=120,
+                timeout=300,  # a shared 2-core machine at load 15+ needed more than 120 s
             )
             os.environ["PREFECT_API_URL"] = url
             with temporary_settings({PREFECT_API_URL: url}):

@@ -7,7 +7,7 @@ photos fed exactly as `segment()` feeds the model. On a CPU with AVX512-VNNI its
 2.1-2.6x faster than u2netp's, and its masks match rembg's own u2netp masks at IoU >= 0.99 on
 the sample photos (bench/RESULTS.md, "u2netp int8").
 
-Its rembg session is `posegen.imaging.u2netp_int8_session`; onnx and the quantizer are imported
+Its session is `posegen.imaging.u2netp_int8_session`; onnx and the quantizer are imported
 only by `quantize`.
 """
 
@@ -27,7 +27,7 @@ from posegen.imaging.model_files import U2NETP_MD5, model_path
 from posegen.imaging.segmentation import get_session, model_sized
 
 if TYPE_CHECKING:
-    from rembg.sessions.base import BaseSession
+    from posegen.imaging.u2netp_session import U2netpSession
 
 # One decoder stage concatenates an activation that reaches ~230 with ones below ~10: quantized
 # together on one uint8 scale the small ones vanish and the mask falls to IoU 0.6-0.8. The concat
@@ -85,18 +85,16 @@ def quantize() -> bytes:
 class _Calibration:
     """The quantizer's calibration reader: each sample photo as the model's input tensor."""
 
-    def __init__(self, session: BaseSession) -> None:
+    def __init__(self, session: U2netpSession) -> None:
         self._inputs = _calibration_inputs(session)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._inputs, None)
 
 
-def _calibration_inputs(session: BaseSession) -> Iterator[dict[str, np.ndarray]]:
-    # segment()'s shrink, then rembg's u2netp normalisation (U2netpSession.predict's constants).
+def _calibration_inputs(session: U2netpSession) -> Iterator[dict[str, np.ndarray]]:
+    # segment()'s shrink, then rembg's u2netp normalisation (what U2netpSession.predict feeds).
     for photo in sorted(Path(str(files("posegen") / "samples")).glob("*.jpg")):
         with Image.open(photo) as image:
             rgb = image.convert("RGB")
-        yield session.normalize(
-            model_sized(rgb, session), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (320, 320)
-        )
+        yield session.model_input(model_sized(rgb, session))

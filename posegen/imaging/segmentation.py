@@ -1,7 +1,9 @@
-"""Subject segmentation with rembg: one session per model per process, masks and cutouts.
+"""Subject segmentation with rembg's models: one session per model per process, masks and cutouts.
 
-rembg is imported only inside `get_session`: importing it compiles numba code (~35 s on a cold
-cache) and loads onnxruntime, a cost only processes that actually segment should pay.
+The models posegen provisions (u2netp, u2netp_int8, selfie) run in posegen's own sessions
+(`posegen.imaging.onnx_session`): rembg's pre- and post-processing without `import rembg`, which
+would pull pymatting, scipy, scikit-image and numba into every warm process (~200 MB, seconds).
+Any other rembg model gets rembg's own session, imported only inside `get_session`.
 
 The model sees a small image (u2netp: 320x320) whatever the photo's size, so `segment` shrinks
 the photo to the model's input size itself, with a fast box pre-reduction, and upscales only
@@ -12,6 +14,7 @@ matches rembg's own at IoU 0.9997, threshold 128).
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from typing import TYPE_CHECKING, Final
@@ -31,15 +34,26 @@ if TYPE_CHECKING:
     import onnxruntime
     from rembg.sessions.base import BaseSession
 
+    from posegen.imaging.onnx_session import OnnxSession
+
+    Session = BaseSession | OnnxSession
+
 # Pillow's box pre-reduction before Lanczos: at a gap of 2 the result is indistinguishable from
 # pure Lanczos (Pillow's docs) and a 1024x1536 → 320x320 shrink is several times faster.
 _REDUCING_GAP: Final = 2.0
 
-_sessions: dict[str, BaseSession] = {}
+# posegen's own session per model it provisions (model_files.PROVISIONED_MODELS), one module each.
+_OWN_SESSIONS: Final = {
+    "u2netp": "posegen.imaging.u2netp_session:U2netpSession",
+    "u2netp_int8": "posegen.imaging.u2netp_int8_session:U2netpInt8Session",
+    "selfie": "posegen.imaging.selfie_session:SelfieSession",
+}
+
+_sessions: dict[str, Session] = {}
 _sessions_lock = threading.Lock()
 
 
-def get_session(model: str | None = None) -> BaseSession:
+def get_session(model: str | None = None) -> Session:
     """The process's session for `model` (default: the `rembg_model` setting), created once.
 
     Loading a model takes about a second and a session is safe to share between threads, so
@@ -73,7 +87,9 @@ def segment(image: Image.Image, *, model: str | None = None) -> Image.Image:
     for extra in masks[1:]:
         mask = ImageChops.lighter(mask, extra.convert("L"))
     if mask.size != image.size:
-        mask = mask.resize(image.size, Image.Resampling.LANCZOS)
+        # The filter the session's own `predict` upscales with, so the mask is rembg.remove's.
+        resample = getattr(session, "mask_resample", Image.Resampling.LANCZOS)
+        mask = mask.resize(image.size, resample)
     if alpha is not None:
         mask = ImageChops.darker(mask, alpha)
     return mask
@@ -99,11 +115,8 @@ def usable_models() -> list[str]:
     configure_rembg_home()
     from rembg.sessions import sessions
 
-    from posegen.imaging.selfie_session import SelfieSession
-    from posegen.imaging.u2netp_int8_session import U2netpInt8Session
-
-    for own_session in (SelfieSession, U2netpInt8Session):
-        _register(own_session)
+    for name in _OWN_SESSIONS:
+        _register(_own_session_class(name))
     return sorted(
         name
         for name, session_class in sessions.items()
@@ -114,7 +127,7 @@ def usable_models() -> list[str]:
     )
 
 
-def _register(session_class: type[BaseSession]) -> None:
+def _register(session_class: type[OnnxSession]) -> None:
     """Make a session of posegen's a name `rembg.new_session` knows (idempotent). Not among
     rembg's downloadable models: `rembg d` cannot fetch it."""
     from rembg import sessions as rembg_sessions
@@ -129,7 +142,7 @@ def _register(session_class: type[BaseSession]) -> None:
     rembg_sessions.sessions_names_no_credentials.append(name)
 
 
-def model_sized(image: Image.Image, session: BaseSession) -> Image.Image:
+def model_sized(image: Image.Image, session: Session) -> Image.Image:
     """`image` at the model's fixed input size, so `predict` neither resizes the full photo nor
     upscales the mask to it (the caller upscales the mask once); unchanged for a model whose
     input size is not fixed, or when the photo is already smaller. A session with several input
@@ -141,7 +154,7 @@ def model_sized(image: Image.Image, session: BaseSession) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
 
 
-def _input_size(session: BaseSession) -> tuple[int, int] | None:
+def _input_size(session: Session) -> tuple[int, int] | None:
     """(width, height) of the model's image input when the ONNX graph fixes it (N, C, H, W)."""
     inner = getattr(session, "inner_session", None)
     try:
@@ -158,12 +171,19 @@ def _input_size(session: BaseSession) -> tuple[int, int] | None:
 
 def _session_options() -> onnxruntime.SessionOptions:
     """One inference thread per usable core (or `POSEGEN_ONNX_THREADS`, which a warm pool sets
-    so that its processes together use each core once), and no spin-waiting between operators.
+    so that its processes together use each core once), no spin-waiting between operators, and
+    no CPU memory arena.
 
     onnxruntime's default worker threads spin while idle: with several flow runs (the
     background-change limit is 3) and test suites sharing two cores, the spinning threads take
     the CPU the other runs need; without spinning a lone run lost nothing measurable
     (bench/change_bench.py --threads).
+
+    The arena keeps the largest working set a run ever needed, rounded up to powers of two:
+    ~440 MB for u2netp at 320x320, held for the life of a warm process that is idle most of the
+    time. Without it a run's buffers go back to the system when it ends (bench/memory_bench.py:
+    ~+50 MB instead of ~+490 MB after the first runs), for slower inference, since every run
+    faults its buffers in again (bench/RESULTS.md, issue 16 target 5, has both figures).
     """
     import onnxruntime as ort
 
@@ -172,6 +192,7 @@ def _session_options() -> onnxruntime.SessionOptions:
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_cpu_mem_arena = False
     return options
 
 
@@ -181,14 +202,12 @@ def _usable_cores() -> int:
     return max(1, len(affinity(0)) if affinity else (os.cpu_count() or 1))
 
 
-def _new_session(name: str) -> BaseSession:
-    if name in PROVISIONED_MODELS and not has_model(name):
-        raise ServiceUnavailable(
-            f"The segmentation model {name} is missing or damaged at {model_path(name)}: "
-            f"run `posegen models fetch` with `--model {name}`."
-        )
-    # rembg reads REMBG_HOME from the environment when a session looks for its file.
+def _new_session(name: str) -> Session:
+    # rembg reads REMBG_HOME from the environment when a session looks for its file (and code
+    # that uses rembg beside posegen's own sessions expects it set, as it always was).
     configure_rembg_home()
+    if name in _OWN_SESSIONS:
+        return _new_own_session(name)
     usable = usable_models()
     if name not in usable:
         raise ServiceUnavailable(
@@ -200,11 +219,35 @@ def _new_session(name: str) -> BaseSession:
     try:
         return new_session(name, sess_opts=_session_options())
     except Exception as exc:
+        raise _load_failed(name, exc) from exc
+
+
+def _new_own_session(name: str) -> OnnxSession:
+    """A session of posegen's own for a model it provisions: no rembg import."""
+    if not has_model(name):
         raise ServiceUnavailable(
-            f"Could not load the segmentation model {name!r} from {model_path(name)}: {exc}. "
-            "Run `posegen models fetch` (models other than "
-            f"{', '.join(sorted(PROVISIONED_MODELS))} download from GitHub)."
-        ) from exc
+            f"The segmentation model {name} is missing or damaged at {model_path(name)}: "
+            f"run `posegen models fetch` with `--model {name}`."
+        )
+    try:
+        return _own_session_class(name)(name, _session_options())
+    except Exception as exc:
+        raise _load_failed(name, exc) from exc
+
+
+def _own_session_class(name: str) -> type[OnnxSession]:
+    """posegen's session class for a model it provisions, imported only now: importing
+    segmentation loads no onnxruntime (the API process never segments)."""
+    module, _, attribute = _OWN_SESSIONS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _load_failed(name: str, exc: Exception) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"Could not load the segmentation model {name!r} from {model_path(name)}: {exc}. "
+        "Run `posegen models fetch` (models other than "
+        f"{', '.join(sorted(PROVISIONED_MODELS))} download from GitHub)."
+    )
 
 
 def _flatten_on_white(image: Image.Image) -> Image.Image:

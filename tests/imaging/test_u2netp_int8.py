@@ -75,7 +75,7 @@ def test_fetch_writes_u2netp_quantized_with_one_stage_in_float(int8_model: Path)
 
 
 def test_u2netp_int8_is_a_usable_model_with_u2netps_session(int8_model: Path) -> None:
-    from rembg.sessions.u2netp import U2netpSession
+    from posegen.imaging.u2netp_session import U2netpSession
 
     session = get_session("u2netp_int8")
 

@@ -284,7 +284,15 @@ def _run_export(console: Console, demo: DemoData) -> bool:
 
 
 def main() -> int:
-    """Migrate, seed, change backgrounds in every available mode; print outputs and balances."""
+    """Migrate, seed, change backgrounds in every available mode; print outputs and balances,
+    on the embedded PostgreSQL (the running stack's, or one started for the demo)."""
+    from posegen.runtime.postgres import embedded_database
+
+    with embedded_database():
+        return _demo()
+
+
+def _demo() -> int:
     from posegen.db.migrate import upgrade
 
     console = Console(soft_wrap=True)  # output paths stay whole, in a terminal or a pipe

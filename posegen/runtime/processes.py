@@ -65,12 +65,14 @@ class Spawner:
         env: dict[str, str] | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
         owns_descendants: bool = False,
+        death_signal: signal.Signals | None = None,
         **popen: object,
     ) -> Child:
         """Start `argv` in its own session (so its process group can be signalled as one),
         output in `logs/{name}.log` (the previous run's kept as `{name}.log.1`), signalled
-        with its stop signal should this process die without stopping it (a kill -9 of
-        `posegen up` leaves nothing running)."""
+        with `death_signal` (default: its stop signal) should this process die without
+        stopping it, so a kill -9 of `posegen up` leaves nothing running."""
+        on_death = death_signal or stop_signal
         log = self.logs / f"{name}.log"
         if log.exists():
             log.replace(self.logs / f"{name}.log.1")
@@ -83,7 +85,7 @@ class Spawner:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=lambda: pdeathsig(stop_signal),
+                preexec_fn=lambda: pdeathsig(on_death),
                 **popen,
             )
         child = Child(name, process, log, stop_signal, owns_descendants)

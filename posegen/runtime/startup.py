@@ -45,7 +45,13 @@ from posegen.runtime.usage import print_usage
 if TYPE_CHECKING:
     from posegen.demo import DemoData
 
-__all__ = ["run_stack", "stack_environment"]
+__all__ = [
+    "prefect_server_environment",
+    "run_stack",
+    "stack_environment",
+    "start_postgres",
+    "start_prefect",
+]
 
 PREFECT_HOST = "127.0.0.1"
 # The runner asks Prefect for scheduled runs every PREFECT_RUNNER_POLL_FREQUENCY seconds; at
@@ -230,7 +236,7 @@ def _start(
     spawn = Spawner(env, logs, children, _record(settings))
     prefect_db_given = any(env.get(name) for name in _PREFECT_DATABASE_SETTINGS)
     if settings.database_url is None or (external_prefect is None and not prefect_db_given):
-        _start_postgres(settings, spawn, children)
+        start_postgres(settings, spawn, children)
     if not has_model():
         # /health reports the model, and every change needs it: fetch it before anything starts.
         console.print(f"fetching the segmentation model {settings.rembg_model}")
@@ -240,7 +246,7 @@ def _start(
     settings.jwt_key()  # made once here, before the API could race this process to create it
     console.print(f"database {settings.database} migrated; storage {settings.storage}")
     prefect_url = external_prefect or settings.local_prefect_api_url
-    server = _start_prefect(settings, spawn) if external_prefect is None else None
+    server = start_prefect(settings, spawn) if external_prefect is None else None
     # An open SSE stream would otherwise hold uvicorn's shutdown forever.
     api_bind = [
         "--host",
@@ -260,7 +266,11 @@ def _start(
     )
     ensure_limits_sync()
     runner_started = datetime.now(UTC)
-    runner = spawn("runner", "deployments.serve")
+    # Should `posegen up` die, the runner's graceful SIGTERM would retry pausing its deployments
+    # on a Prefect server that died too (minutes), and then could pause the next stack's: it
+    # is killed outright instead (its warm processes die with it; runs it had are crashed by
+    # the heartbeat automation).
+    runner = spawn.command("runner", spawn.argv("deployments.serve"), death_signal=signal.SIGKILL)
     console.print("Prefect server up; starting the runner")
     api_health = f"http://{client_host(settings.api_host)}:{settings.api_port}{BASE_PATH}/health"
     wait_until(lambda: answers(api_health), "the API", api, children)
@@ -285,7 +295,7 @@ def _start(
     return demo
 
 
-def _start_postgres(settings: Settings, spawn: Spawner, children: list[Child]) -> None:
+def start_postgres(settings: Settings, spawn: Spawner, children: list[Child]) -> None:
     """The embedded PostgreSQL in the foreground, our child: ready, with both databases. The
     owner's lock stays open for as long as this process lives (the kernel drops it after)."""
     _owner_locks.append(postgres.prepare(settings))
@@ -301,7 +311,7 @@ def _start_postgres(settings: Settings, spawn: Spawner, children: list[Child]) -
     console.print(f"PostgreSQL ready (data in {settings.embedded_postgres_dir})")
 
 
-def _start_prefect(settings: Settings, spawn: Spawner) -> Child:
+def start_prefect(settings: Settings, spawn: Spawner) -> Child:
     """The local Prefect server on PostgreSQL; with N > 1 API workers, the services (scheduler,
     automations, event persister, …) run in a process of their own, as Prefect requires."""
     env = prefect_server_environment(settings, spawn.env)
@@ -312,6 +322,25 @@ def _start_prefect(settings: Settings, spawn: Spawner) -> Child:
             "prefect-server", spawn.argv("prefect", "server", "start", *bind), env=env
         )
     _require_redis(settings)
+    # Each API worker would migrate the database and register block types as it starts, all
+    # at once: done first, in one process, and the workers (and the services) start without.
+    console.print("preparing the Prefect database")
+    prepare = spawn.command(
+        "prefect-database", spawn.argv("posegen.runtime.prefect_database"), env=env
+    )
+    spawn.children.remove(prepare)  # a step, not a part of the running stack
+    try:
+        code = prepare.process.wait()
+    except BaseException:  # Ctrl-C meanwhile: it is not among the children stopped
+        prepare.process.kill()
+        raise
+    if code != 0:
+        raise StartupFailed("preparing the Prefect database failed", prepare.log)
+    env = {
+        **env,
+        "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
+        "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
+    }
     server = spawn.command(
         "prefect-server",
         spawn.argv("prefect", "server", "start", *bind, "--workers", str(workers)),

@@ -15,7 +15,8 @@ from typing import Any
 from posegen.runtime.console import console
 from posegen.runtime.processes import Child, terminate
 
-STARTUP_TIMEOUT = 90.0
+# A fresh home migrates two databases; a shared 2-core machine can take minutes.
+STARTUP_TIMEOUT = 180.0
 _POLL = 0.25
 _LOG_TAIL_LINES = 25
 # What signal.signal() returns and accepts (typeshed's private `_HANDLER`).

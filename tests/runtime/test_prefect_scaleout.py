@@ -5,6 +5,7 @@ workers, the reconcile automation fires on a failed change and the reconciler it
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -41,6 +42,8 @@ def redis_url() -> Iterator[str]:
     try:
         redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=2).ping()
     except redis.RedisError as error:
+        if os.environ.get("CI") == "true":  # .ci/run starts Redis: missing is a failure there
+            raise
         pytest.skip(f"no Redis at {REDIS_HOST}:{REDIS_PORT}: {error}")
     for db in range(15, 0, -1):
         client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)

@@ -28,6 +28,24 @@ console = Console(stderr=True)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
 
+# Commands that use the app database: on the embedded default each runs with the embedded
+# PostgreSQL, the running stack's or one started for the command and stopped after it.
+_DATABASE_COMMANDS = {"db", "users", "token", "login-link", "import", "change-background", "export"}
+
+
+@app.callback()
+def _with_database(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand not in _DATABASE_COMMANDS:
+        return
+    from posegen.runtime.postgres import EmbeddedPostgresError, embedded_database
+
+    try:
+        ctx.with_resource(embedded_database())
+    except EmbeddedPostgresError as error:
+        console.print(f"[red]embedded PostgreSQL:[/red] {error}")
+        raise typer.Exit(code=1) from error
+
+
 def _fail(error: PosegenError) -> None:
     console.print(f"[red]{error.error_type}:[/red] {error.message}")
     raise typer.Exit(code=1)
@@ -292,11 +310,24 @@ def export(
 def up(
     database_url: Annotated[str | None, typer.Option(help="POSEGEN_DATABASE_URL")] = None,
     storage_url: Annotated[str | None, typer.Option(help="POSEGEN_STORAGE_URL")] = None,
+    prefect_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="POSEGEN_PREFECT_WORKERS: API worker processes of the Prefect server (more than"
+            " 1 needs Redis at POSEGEN_REDIS_URL).",
+        ),
+    ] = None,
 ) -> None:
-    """Start the local stack: Prefect server, the runner serving deployments, and the API."""
+    """Start the local stack: PostgreSQL, Prefect server, the runner serving deployments, and
+    the API."""
     from posegen.runtime.startup import run_stack
 
-    raise typer.Exit(code=run_stack(database_url=database_url, storage_url=storage_url))
+    raise typer.Exit(
+        code=run_stack(
+            database_url=database_url, storage_url=storage_url, prefect_workers=prefect_workers
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -118,8 +120,13 @@ class Settings(BaseSettings):
     alert_webhook_url: SecretStr | None = None
 
     # -- Prefect: the local server, the runner, the warm pool, deployment names ------------------
-    # The local Prefect server `posegen up` starts (always on 127.0.0.1, its own SQLite).
+    # The local Prefect server `posegen up` starts (always on 127.0.0.1, on the embedded
+    # PostgreSQL), unless PREFECT_API_URL names another one.
     prefect_port: int = 4200
+    # API worker processes of that server; more than 1 adds a separate services process and
+    # needs Redis (messaging, causal ordering, lease storage and docket shared between them).
+    prefect_workers: int = Field(default=1, ge=1)
+    redis_url: str = "redis://127.0.0.1:6379/0"
     runner_limit: int = 4
     # Background changes run in this many warm processes (model loaded once); 0 serves them
     # like the other deployments, one fresh subprocess per run (see docs/ARCHITECTURE.md).
@@ -153,7 +160,33 @@ class Settings(BaseSettings):
 
     @property
     def database(self) -> str:
-        return self.database_url or f"sqlite:///{self.home_dir / 'posegen.db'}"
+        """POSEGEN_DATABASE_URL, else the embedded PostgreSQL's `posegen` database."""
+        return self.database_url or self.embedded_database_url("posegen")
+
+    @property
+    def embedded_postgres_dir(self) -> Path:
+        """The embedded PostgreSQL's data directory (posegen/runtime/postgres.py runs it)."""
+        return self.home_dir / "postgres"
+
+    @property
+    def embedded_postgres_socket_dir(self) -> Path:
+        """Where the embedded server's Unix socket is: its data directory, unless that path is
+        too long for a socket address (108 bytes on Linux), then a short one named after it."""
+        data = self.embedded_postgres_dir
+        if len(str(data / ".s.PGSQL.5432")) < 100:
+            return data
+        digest = hashlib.sha256(str(data).encode()).hexdigest()[:12]
+        return Path("/tmp") / f"posegen-pg-{digest}"
+
+    def embedded_database_url(self, name: str, driver: str = "psycopg") -> str:
+        """A database of the embedded server over its socket (no TCP port to collide on)."""
+        return f"postgresql+{driver}://postgres@/{name}?host={self.embedded_postgres_socket_dir}"
+
+    @property
+    def redis(self) -> tuple[str, int, int]:
+        """POSEGEN_REDIS_URL as host, port and database number."""
+        parts = urlsplit(self.redis_url)
+        return parts.hostname or "127.0.0.1", parts.port or 6379, int(parts.path.strip("/") or 0)
 
     @property
     def storage(self) -> str:

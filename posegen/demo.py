@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -173,6 +174,15 @@ def _prefect_api(console: Console) -> Iterator[str]:
             yield local
         return
     console.print("starting a temporary Prefect server (no PREFECT_API_URL, no `make run` up)")
+    settings = get_settings()
+    if settings.database_url is None:
+        # On the embedded default it keeps its state in the embedded PostgreSQL too (the
+        # stack's `prefect` database, so these runs show in `make run`'s UI), not in SQLite.
+        # Its subprocess reads the environment.
+        os.environ.setdefault(
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+            settings.embedded_database_url("prefect", driver="asyncpg"),
+        )
     # Port None is the instance Prefect's own get_client() reuses, so the flows find it running.
     server = SubprocessASGIServer()
     server.start(timeout=_PREFECT_STARTUP_TIMEOUT)
@@ -284,7 +294,15 @@ def _run_export(console: Console, demo: DemoData) -> bool:
 
 
 def main() -> int:
-    """Migrate, seed, change backgrounds in every available mode; print outputs and balances."""
+    """Migrate, seed, change backgrounds in every available mode; print outputs and balances,
+    on the embedded PostgreSQL (the running stack's, or one started for the demo)."""
+    from posegen.runtime.postgres import embedded_database
+
+    with embedded_database():
+        return _demo()
+
+
+def _demo() -> int:
     from posegen.db.migrate import upgrade
 
     console = Console(soft_wrap=True)  # output paths stay whole, in a terminal or a pipe

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import IO
 
 import pytest
 
-STARTUP_TIMEOUT = 80.0
+# Generous: a fresh home migrates two databases, and the test machine is often shared.
+STARTUP_TIMEOUT = 240.0
+STOP_TIMEOUT = 30.0
 
 
 def free_ports(count: int) -> list[int]:
@@ -61,3 +68,46 @@ def printed_value(output: str, label: str) -> str:
     match = re.search(rf"^\s*{label}\s+(\S+)", output, re.MULTILINE)
     assert match, f"no {label!r} in the output:\n{output}"
     return match.group(1)
+
+
+def stack_env(home: Path, **extra: str) -> tuple[dict[str, str], int]:
+    api_port, prefect_port = free_ports(2)
+    env = {
+        **os.environ,
+        "POSEGEN_HOME": str(home),
+        "POSEGEN_API_PORT": str(api_port),
+        "POSEGEN_PREFECT_PORT": str(prefect_port),
+    }
+    for name in ("PREFECT_API_URL", "POSEGEN_DATABASE_URL", "POSEGEN_STORAGE_URL"):
+        env.pop(name, None)
+    env.update(extra)
+    return env, api_port
+
+
+def start_up(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], StackOutput]:
+    up = subprocess.Popen(
+        [sys.executable, "-m", "posegen.cli", "up", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert up.stdout is not None
+    return up, StackOutput(up.stdout)
+
+
+def stop_up(up: subprocess.Popen[str]) -> None:
+    if up.poll() is None:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

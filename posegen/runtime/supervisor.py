@@ -1,5 +1,6 @@
 """Watching the stack as one: wait for a child to become ready, notice one that dies, stop
-them all in order on Ctrl-C/SIGTERM (runner and API first, the Prefect server last).
+them all in order on Ctrl-C/SIGTERM (runner and API first, then the Prefect server, the
+embedded PostgreSQL last).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 from posegen.runtime.console import console
 from posegen.runtime.processes import Child, terminate
 
-STARTUP_TIMEOUT = 90.0
+# A fresh home migrates two databases; a shared 2-core machine can take minutes.
+STARTUP_TIMEOUT = 180.0
 _POLL = 0.25
 _LOG_TAIL_LINES = 25
 # What signal.signal() returns and accepts (typeshed's private `_HANDLER`).
@@ -91,18 +93,26 @@ def supervise(children: list[Child]) -> Child:
         time.sleep(0.5)
 
 
+_PREFECT = ("prefect-server", "prefect-services")
+_DATABASE = ("postgres",)
+
+
 def stop_all(children: list[Child]) -> None:
-    """Stop in reverse start order in two waves — runner and API, then the Prefect server —
-    each SIGTERM first, SIGKILL for whatever is left after STOP_GRACE seconds. Between the
-    waves, runs the runner left behind are marked Crashed while the server still answers."""
-    server = [child for child in children if child.name == "prefect-server"]
-    others = [child for child in reversed(children) if child.name != "prefect-server"]
+    """Stop in reverse start order in three waves — runner and API, then the Prefect server,
+    then PostgreSQL (which everything before it writes to) — each with its stop signal first,
+    SIGKILL for whatever is left after STOP_GRACE seconds. Between the first two waves, runs
+    the runner left behind are marked Crashed while the server still answers."""
+    server = [child for child in children if child.name in _PREFECT]
+    database = [child for child in children if child.name in _DATABASE]
+    others = [child for child in reversed(children) if child not in server + database]
     if others:
         terminate(others)
-    if server and server[0].process.poll() is None and any(c.name == "runner" for c in others):
+    live = [child for child in server if child.name == "prefect-server"]
+    if live and live[0].process.poll() is None and any(c.name == "runner" for c in others):
         _crash_orphaned_runs()
-    if server:
-        terminate(server)
+    for wave in (server, database):
+        if wave:
+            terminate(wave)
 
 
 def _crash_orphaned_runs() -> None:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from posegen.demo import DemoData
 
 
-def print_usage(settings: Settings, demo: DemoData) -> None:
+def print_usage(settings: Settings, demo: DemoData, *, prefect_api_url: str | None = None) -> None:
     """URLs, demo tokens and copy-paste curl commands; one line per value (soft wrap), so a
     token is never broken across lines, on a terminal or in a pipe."""
     from posegen.demo import DEMO_ADMIN_EMAIL, DEMO_COLOR, DEMO_USER_EMAIL
@@ -26,7 +26,8 @@ def print_usage(settings: Settings, demo: DemoData) -> None:
         ("user sign-in", demo.user_sign_in),
         ("admin sign-in", demo.admin_sign_in),
         ("API docs", f"{api}/docs"),
-        ("Prefect UI", settings.local_prefect_api_url.removesuffix("/api")),
+        ("Prefect UI", (prefect_api_url or settings.local_prefect_api_url).removesuffix("/api")),
+        ("database", settings.database),
         ("logs", str(settings.home_dir / "logs")),
         ("demo admin", DEMO_ADMIN_EMAIL),
         ("admin token", demo.admin_token),

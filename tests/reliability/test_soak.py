@@ -24,6 +24,7 @@ from sqlalchemy import select
 from posegen.api.app import create_app
 from posegen.api.paths import BASE_PATH
 from posegen.auth import create_token
+from posegen.config import Settings
 from posegen.db.models import CreditTransaction, User
 from posegen.db.session import session_scope
 from tests.reliability.conftest import (
@@ -130,7 +131,8 @@ class _Stack:
         }
         for name in ("PREFECT_API_URL", "POSEGEN_DATABASE_URL", "POSEGEN_STORAGE_URL"):
             self.env.pop(name, None)
-        self.db_url = f"sqlite:///{home / 'posegen.db'}"
+        # The stack's embedded PostgreSQL (read while it runs).
+        self.db_url = Settings(home=home).embedded_database_url("posegen")
         self.base = f"http://127.0.0.1:{self.api_port}{BASE_PATH}"
         self.prefect = f"http://127.0.0.1:{self.prefect_port}/api"
         self.process: subprocess.Popen[str] | None = None

@@ -14,6 +14,8 @@ import uuid
 from multiprocessing.connection import Connection
 from typing import Any
 
+from posegen.imaging.heap import release_freed_memory
+
 logger = logging.getLogger("posegen.warm_pool")
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -65,6 +67,7 @@ def child_main(conn: Connection, flow_path: str, warm_up: str | None, pool_pid: 
                 conn.send(("done", message))
             except OSError:
                 return
+            release_freed_memory()  # between runs, off the user's wait
 
 
 def _die_with_the_pool(pool_pid: int) -> None:

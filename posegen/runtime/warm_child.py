@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
+from posegen.imaging.heap import release_freed_memory
+
 logger = logging.getLogger("posegen.warm_pool")
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -91,6 +93,7 @@ async def _serve(conn: Connection, flow: Any, state: dict[str, bool]) -> None:
                     conn.send(("done", str(flow_run.id) if flow_run else None))
                 except OSError:
                     return
+                release_freed_memory()  # between runs, off the user's wait
 
 
 def _skip_suspension_observer() -> None:

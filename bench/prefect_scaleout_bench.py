@@ -117,7 +117,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--per-client", type=int, default=10)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--startup-timeout", type=float, default=180.0, help="s for a fresh Prefect database"
+    )
     args = parser.parse_args()
+    from posegen.runtime import supervisor
+
+    supervisor.STARTUP_TIMEOUT = args.startup_timeout  # a loaded machine migrates slowly
     import redis
 
     flush = redis.Redis.from_url(args.redis_url)

@@ -103,18 +103,19 @@ def prepare(settings: Settings) -> IO[str]:
     data = settings.embedded_postgres_dir
     user = server_user()
     data.parent.mkdir(parents=True, exist_ok=True)
-    if user is not None:
-        _let_user_reach(data.parent)
-    if not (data / "PG_VERSION").exists():
-        _initdb(data, user)
-    socket_dir = settings.embedded_postgres_socket_dir
-    if socket_dir != data:
-        socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if user is not None:
-            _chown(socket_dir, user)
     lock = (settings.home_dir / "postgres.lock").open("w")
     try:
-        _clear_stale(data, lock)
+        _take_ownership(data, lock)  # first: two starters never initdb at once
+        if user is not None:
+            _let_user_reach(data.parent)
+        if not (data / "PG_VERSION").exists():
+            _initdb(data, user)
+        socket_dir = settings.embedded_postgres_socket_dir
+        if socket_dir != data:
+            socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if user is not None:
+                _chown(socket_dir, user)
+        _clear_stale(data)
     except BaseException:
         lock.close()
         raise
@@ -267,11 +268,8 @@ def stop(server: subprocess.Popen[bytes]) -> None:
         server.wait()
 
 
-def _clear_stale(data: Path, lock: IO[str]) -> None:
-    """Take the owner's lock, or refuse: the server is another live process's. Then a
-    `postmaster.pid` left by a server that is gone is removed (PostgreSQL itself would refuse
-    to start when that pid now belongs to another process of the same user), and a server still
-    running without an owner (one whose `posegen up` was killed) is stopped."""
+def _take_ownership(data: Path, lock: IO[str]) -> None:
+    """The owner's lock, or a refusal: the server is another live process's."""
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -279,6 +277,13 @@ def _clear_stale(data: Path, lock: IO[str]) -> None:
             f"the embedded PostgreSQL in {data} belongs to another running posegen process "
             "(`posegen up`, or a CLI command that started it): stop that first"
         ) from None
+
+
+def _clear_stale(data: Path) -> None:
+    """With the owner's lock held: a `postmaster.pid` left by a server that is gone is removed
+    (PostgreSQL itself would refuse to start when that pid now belongs to another process of
+    the same user), and a server still running without an owner (one whose `posegen up` was
+    killed) is stopped."""
     pid_file = data / "postmaster.pid"
     try:
         pid = int(pid_file.read_text().split("\n", 1)[0])

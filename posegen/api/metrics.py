@@ -171,7 +171,8 @@ class AlertSeriesCollector(Collector):
         )
 
 
-REGISTRY.register(AlertSeriesCollector())
+ALERT_SERIES = AlertSeriesCollector()
+REGISTRY.register(ALERT_SERIES)
 
 # Paths nothing matched are not a label value: a scanner would create one series per URL.
 _UNMATCHED = "unmatched"

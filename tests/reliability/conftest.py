@@ -249,7 +249,8 @@ class Runner:
         self.deployment = deployment
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 90.0) -> None:
+    # A serving process on a loaded 2-core machine has needed more than 90 s to register.
+    def start(self, timeout: float = 240.0) -> None:
         self.launch()
         self.wait_served(timeout)
 
@@ -266,7 +267,7 @@ class Runner:
         )
         log.close()
 
-    def wait_served(self, timeout: float = 90.0) -> None:
+    def wait_served(self, timeout: float = 240.0) -> None:
         """Until the deployment is registered and not paused (what serving it looks like)."""
         assert self.process is not None
         api = self.env["PREFECT_API_URL"]

@@ -30,7 +30,6 @@ from posegen.db.session import reset_engines, session_scope
 from posegen.storage import reset_storage
 from tests.api.conftest import png_bytes
 from tests.conftest import ROOT, make_user
-from tests.fixtures.prefect_server import on_real_prefect_server
 from tests.fixtures.s3 import S3_TEST_CREDENTIALS
 
 # The per-user limit on background changes stays on (its bucket row is contended too) but is
@@ -44,15 +43,29 @@ def _reset_caches() -> None:
     reset_storage()
 
 
-@pytest.fixture
-def prefect_api(real_prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """These tests kill runs inside their `posegen-background-change` slot on purpose. A killed
-    run keeps its slot until the lease lapses (the product's behaviour, docs/ARCHITECTURE.md);
-    the session's harness server never lapses one (it runs no repossessor), so the slots used
-    to be reset behind the tests' backs. On a real server the leases lapse by themselves, as in
-    production (a 60 s lease here), and the tests after a kill run on the slots left."""
-    with on_real_prefect_server(real_prefect_server, monkeypatch) as url:
-        yield url
+@pytest.fixture(autouse=True)
+def lapsed_slot_leases(prefect_api: str) -> Iterator[None]:
+    """After each test, forget concurrency slots that killed runs still hold.
+
+    A run killed inside its `posegen-background-change` slot (SIGKILL, cancellation) keeps the
+    slot until its lease lapses, up to 120 s later: the product's behaviour (docs/
+    ARCHITECTURE.md). These tests kill runs on purpose, on the session's shared Prefect server;
+    the next tests should not wait two minutes for those leases. (Expiring leases never push
+    the count below zero: the server clamps it.) The session's harness server runs no
+    repossessor, so here they would never lapse at all. tests/unattended runs on a real server
+    with no reset and shows the lease lapsing; moving this directory there too
+    (`on_real_prefect_server`, tests/fixtures/prefect_server.py) is issue 18's open end.
+    """
+    yield
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    from posegen.orchestration import BACKGROUND_CHANGE_LIMIT
+
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(
+            BACKGROUND_CHANGE_LIMIT, GlobalConcurrencyLimitUpdate(active_slots=0)
+        )
 
 
 @pytest.fixture
@@ -249,7 +262,8 @@ class Runner:
         self.deployment = deployment
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 90.0) -> None:
+    # A serving process on a loaded 2-core machine has needed more than 90 s to register.
+    def start(self, timeout: float = 240.0) -> None:
         self.launch()
         self.wait_served(timeout)
 
@@ -266,7 +280,7 @@ class Runner:
         )
         log.close()
 
-    def wait_served(self, timeout: float = 90.0) -> None:
+    def wait_served(self, timeout: float = 240.0) -> None:
         """Until the deployment is registered and not paused (what serving it looks like)."""
         assert self.process is not None
         api = self.env["PREFECT_API_URL"]

@@ -87,7 +87,10 @@ def test_the_fake_refuses_bodies_bfl_refuses(fake_bfl, body, field: str) -> None
     if body.get("image") == "<png>":
         body = {**body, "image": base64.b64encode(png_of(Image.new("RGB", (8, 8)))).decode()}
     response = httpx.post(
-        f"{fake_bfl.url}/v1/flux-pro-1.0-expand", json=body, headers={"x-key": fake_bfl.api_key}
+        f"{fake_bfl.url}/v1/flux-pro-1.0-expand",
+        json=body,
+        headers={"x-key": fake_bfl.api_key},
+        timeout=60,  # httpx's 5 s default is too little on a loaded two-core machine
     )
     assert response.status_code == 422
     assert [error["loc"][-1] for error in response.json()["detail"]] == [field]

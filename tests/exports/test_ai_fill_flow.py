@@ -226,7 +226,7 @@ def test_api_refuses_bad_fill_short_credits_and_missing_flux(  # type: ignore[no
 
     bad = client.post(url, json={"formats": FORMATS, "fill": "magic"}, headers=account.headers)
     assert bad.status_code == 400 and "fill" in bad.text
-    assert bad.json()["error"] == "ValidationFailed"
+    assert bad.json()["error"] == "ValidationError"
 
     # No FLUX key: 503 before anything is charged.
     off = client.post(url, json={"formats": FORMATS, "fill": "ai_expand"}, headers=account.headers)

@@ -46,12 +46,12 @@ def _failing(formats: dict[str, list[BaseException]], calls: list[str]) -> Any:
     """`ExportRun.render` raising, per format, the listed errors once each, then rendering."""
     render = ExportRun.render
 
-    def flaky(self: ExportRun, source: ExportSource, fmt: Any) -> Any:
+    def flaky(self: ExportRun, source: ExportSource, fmt: Any, fill: Any = None) -> Any:
         calls.append(fmt.name)
         errors = formats.get(fmt.name)
         if errors:
             raise errors.pop(0)
-        return render(self, source, fmt)
+        return render(self, source, fmt, fill)
 
     return flaky
 

@@ -133,11 +133,11 @@ def test_a_transient_render_failure_is_retried(
     store_exact_mask(fixture.pose_ids[0])
     render, calls = ExportRun.render, []
 
-    def flaky(self: ExportRun, source: Any, fmt: Any) -> Any:
+    def flaky(self: ExportRun, source: Any, fmt: Any, fill: Any = None) -> Any:
         calls.append(fmt.name)
         if len(calls) == 1:
             raise TransientError("Storage is unavailable, try again")
-        return render(self, source, fmt)
+        return render(self, source, fmt, fill)
 
     monkeypatch.setattr(ExportRun, "render", flaky)
     state = run_export(fixture.generation_id, ["tiktok"])
@@ -157,11 +157,11 @@ def test_a_format_that_keeps_failing_costs_the_pose_only_that_format(
     store_exact_mask(pose_id)
     render, calls = ExportRun.render, []
 
-    def broken_tiktok(self: ExportRun, source: Any, fmt: Any) -> Any:
+    def broken_tiktok(self: ExportRun, source: Any, fmt: Any, fill: Any = None) -> Any:
         calls.append(fmt.name)
         if fmt.name == "tiktok":
             raise RuntimeError("a bug in one format")
-        return render(self, source, fmt)
+        return render(self, source, fmt, fill)
 
     monkeypatch.setattr(ExportRun, "render", broken_tiktok)
     state = run_export(fixture.generation_id, ["tiktok", "original"])

@@ -88,11 +88,17 @@ def test_up_serves_a_background_change_and_ctrl_c_stops_every_process(
                 "SELECT count(*) FROM credit_transactions WHERE amount = -10"
             ).fetchone()
         assert charged == (1,)
-        with _embedded(settings, "prefect") as prefect_db:
-            run = prefect_db.execute(
-                "SELECT state_type FROM flow_run WHERE id = %s",
-                (accepted.json()["flowRunId"],),
-            ).fetchone()
+        # The pose is updated (and the user told) a moment before the run reports Completed.
+        deadline = time.monotonic() + 30
+        while True:
+            with _embedded(settings, "prefect") as prefect_db:
+                run = prefect_db.execute(
+                    "SELECT state_type FROM flow_run WHERE id = %s",
+                    (accepted.json()["flowRunId"],),
+                ).fetchone()
+            if run == ("COMPLETED",) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert run == ("COMPLETED",)
         assert not list(home.rglob("*.db")), "a SQLite file on the default path"
 

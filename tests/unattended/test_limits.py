@@ -37,16 +37,8 @@ pytestmark = pytest.mark.timeout(1800)
 
 CHANGES = 20
 COST = 10
-# The tasks a change runs, once each; the middle three run inside the slot.
-TASKS = [
-    "charge-credits",
-    "load-original",
-    "remove-background",
-    "build-background",
-    "composite",
-    "update-pose",
-    "emit-completed",
-]
+# The tasks a change runs, once each; the middle one runs inside the slot.
+TASKS = ["charge-credits", "render-change", "update-pose"]
 
 
 def _booted(machines: list[Runner], warm: int) -> Callable[[], bool]:
@@ -100,7 +92,7 @@ def test_two_machines_run_every_change_once_and_never_more_than_three_in_the_slo
     # Four warm processes wanted the slot; never more than three held it.
     slots = get_settings().background_change_slots
     in_slot = [
-        (named["remove-background"].start_time, named["composite"].end_time)
+        (named["render-change"].start_time, named["render-change"].end_time)
         for named in tasks.values()
     ]
     running = [(run.start_time, run.end_time) for run in runs]
@@ -123,7 +115,7 @@ def test_two_machines_run_every_change_once_and_never_more_than_three_in_the_slo
 
 
 def _finished_tasks(run_id):  # type: ignore[no-untyped-def]
-    """The run's task runs by name, once all seven are recorded as ended; else None."""
+    """The run's task runs by name, once all of TASKS are recorded as ended; else None."""
     named = {}
     for task in task_runs(run_id):
         if task.end_time is None or task.start_time is None:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from e2e_bench import _HOME, BASE, CompletionEvents, person_png, start_runner, stop_runner
+from e2e_bench import _HOME, BASE, CompletionEvents, person_png, start_runner
+from harness import stop_process
 
 # Shared-object folders of the packages `import rembg` loads and posegen's warm path must not.
 REMBG_ONLY_PACKAGES = ("rembg", "scipy", "skimage", "pymatting", "numba", "llvmlite")
@@ -128,7 +129,7 @@ def main() -> None:
                         )
             loaded = mapped_packages(warm_pid) if warm_pid else ["(no warm process seen)"]
         finally:
-            stop_runner(runner)
+            stop_process(runner, timeout=30)
         print(
             f"model {args.model}; warm process maps of {', '.join(REMBG_ONLY_PACKAGES)}: "
             f"{', '.join(loaded) or 'none'}"

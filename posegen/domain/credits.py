@@ -126,18 +126,7 @@ def charge_many(
     if not missing:
         return BatchCharge(total, balance(session, user_id), created=False)
     delta = -sum(item.amount for item in missing)
-    new_balance = session.scalar(
-        update(User)
-        .where(User.id == user_id, User.credits + delta >= 0)
-        .values(credits=User.credits + delta)
-        .returning(User.credits)
-    )
-    if new_balance is None:
-        current = session.scalar(select(User.credits).where(User.id == user_id))
-        session.rollback()
-        if current is None:
-            raise NotFound("User not found")
-        raise InsufficientCredits(required=-delta, balance=current)
+    new_balance = _apply_delta(session, user_id, delta)
     session.add_all(
         CreditTransaction(
             user_id=user_id,
@@ -217,18 +206,7 @@ def _apply(
     existing = find_transaction(session, idempotency_key)
     if existing is not None:
         return LedgerEntry(existing.id, existing.amount, balance(session, user_id), created=False)
-    new_balance = session.scalar(
-        update(User)
-        .where(User.id == user_id, User.credits + delta >= 0)
-        .values(credits=User.credits + delta)
-        .returning(User.credits)
-    )
-    if new_balance is None:
-        current = session.scalar(select(User.credits).where(User.id == user_id))
-        session.rollback()
-        if current is None:
-            raise NotFound("User not found")
-        raise InsufficientCredits(required=-delta, balance=current)
+    new_balance = _apply_delta(session, user_id, delta)
     entry = CreditTransaction(
         user_id=user_id,
         amount=delta,
@@ -248,3 +226,21 @@ def _apply(
             raise
         return LedgerEntry(existing.id, existing.amount, balance(session, user_id), created=False)
     return LedgerEntry(entry.id, delta, new_balance, created=True)
+
+
+def _apply_delta(session: Session, user_id: uuid.UUID, delta: int) -> int:
+    """The conditional UPDATE every balance change goes through (`credits + delta >= 0`, so
+    concurrent charges cannot overdraw); the new balance, or the error a caller shows."""
+    new_balance = session.scalar(
+        update(User)
+        .where(User.id == user_id, User.credits + delta >= 0)
+        .values(credits=User.credits + delta)
+        .returning(User.credits)
+    )
+    if new_balance is None:
+        current = session.scalar(select(User.credits).where(User.id == user_id))
+        session.rollback()
+        if current is None:
+            raise NotFound("User not found")
+        raise InsufficientCredits(required=-delta, balance=current)
+    return int(new_balance)

@@ -22,7 +22,13 @@ from PIL import Image
 from posegen.domain.exports import ExportFormat
 from posegen.errors import PermanentError
 from posegen.imaging.decoding import open_image
-from posegen.imaging.reframe import Box, Framing, plan_framing, render_recomposited
+from posegen.imaging.reframe import (
+    Box,
+    Framing,
+    plan_framing,
+    render_recomposited,
+    resample_region,
+)
 
 if TYPE_CHECKING:  # posegen.flux (httpx) is imported where a request is made
     from posegen.flux import FluxClient
@@ -109,7 +115,7 @@ def expand_to_frame(framing: Framing, image: Image.Image, expand: Expand) -> Ima
     placed = framing.image_box
     x0, y0 = max(0, round(placed.left)), max(0, round(placed.top))
     x1, y1 = min(frame_w, round(placed.right)), min(frame_h, round(placed.bottom))
-    visible = _placed_photo(framing, image.convert("RGB"), (x0, y0, x1, y1))
+    visible = resample_region(framing, image.convert("RGB"), (x0, y0, x1, y1))
     if (x0, y0, x1, y1) == (0, 0, frame_w, frame_h):
         return visible
     factor = min(1.0, EXPAND_WORK_SIDE / max(frame_w, frame_h))
@@ -132,26 +138,6 @@ def expand_to_frame(framing: Framing, image: Image.Image, expand: Expand) -> Ima
     feather = max(2, round(_FEATHER_SHARE * min(framing.frame)))
     canvas.paste(visible, (x0, y0), _feathered(visible.size, margins, feather))
     return canvas
-
-
-def _placed_photo(
-    framing: Framing, image: Image.Image, region: tuple[int, int, int, int]
-) -> Image.Image:
-    """The frame pixels `region` of the placed photo, resampled once with Lanczos."""
-    x0, y0, x1, y1 = region
-    s = framing.scale
-    box = (
-        max(0.0, (x0 - framing.offset_x) / s),
-        max(0.0, (y0 - framing.offset_y) / s),
-        min(float(image.width), (x1 - framing.offset_x) / s),
-        min(float(image.height), (y1 - framing.offset_y) / s),
-    )
-    return image.resize(
-        (max(1, x1 - x0), max(1, y1 - y0)),
-        Image.Resampling.LANCZOS,
-        box=box,
-        reducing_gap=3.0 if s < 1 / 3 else None,
-    )
 
 
 def _feathered(size: tuple[int, int], sides: dict[str, bool], width: int) -> Image.Image:

@@ -438,9 +438,9 @@ def _paste_subject(
     )
     if region[2] <= region[0] or region[3] <= region[1]:
         return
-    rgb = _resample_region(framing, image.convert("RGB") if image.mode == "RGBA" else image, region)
+    rgb = resample_region(framing, image.convert("RGB") if image.mode == "RGBA" else image, region)
     # The mask is soft already: bilinear is enough for it, and a third of Lanczos' cost.
-    alpha = _resample_region(framing, mask.convert("L"), region, Image.Resampling.BILINEAR)
+    alpha = resample_region(framing, mask.convert("L"), region, Image.Resampling.BILINEAR)
     if framing.floating:
         alpha = _fade_floating(alpha, framing, region)
     if rgb.mode != canvas.mode:
@@ -490,10 +490,10 @@ def _resampled(framing: Framing, image: Image.Image) -> tuple[Image.Image, tuple
     placed = framing.image_box
     x0, y0 = max(0, round(placed.left)), max(0, round(placed.top))
     x1, y1 = min(frame_w, round(placed.right)), min(frame_h, round(placed.bottom))
-    return _resample_region(framing, image, (x0, y0, max(x0 + 1, x1), max(y0 + 1, y1))), (x0, y0)
+    return resample_region(framing, image, (x0, y0, max(x0 + 1, x1), max(y0 + 1, y1))), (x0, y0)
 
 
-def _resample_region(
+def resample_region(
     framing: Framing,
     image: Image.Image,
     region: tuple[int, int, int, int],

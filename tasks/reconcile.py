@@ -9,12 +9,16 @@ from prefect import task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.states import Crashed
+from sqlalchemy import select
 
+from posegen.db.models import Pose
 from posegen.db.session import session_scope
 from posegen.domain.background import fail_change
 from posegen.domain.credits import refund_charge
 from posegen.domain.reconcile import STALLED, OpenCharge, open_charges, refund_reason
 from posegen.events import emit_background_change_failed
+from posegen.imaging.exporting import discard_staged
+from posegen.storage import get_storage
 
 
 @task(name="find-open-charges", retries=2, retry_delay_seconds=2)
@@ -76,6 +80,13 @@ def refund_dead_charges(
         if charge.kind == "export":
             with session_scope() as session:
                 entry = refund_charge(session, charge.charge_key, flow_run_id=run_id)
+                generation_id = session.scalar(
+                    select(Pose.generation_id).where(Pose.id == charge.pose_id)
+                )
+            # A paid run that died (SIGKILL, a lost machine) ran no hook to delete what it had
+            # staged; its files would sit on storage forever, never published nor listed.
+            if generation_id is not None:
+                discard_staged(get_storage(), generation_id, charge.request_id)
             if entry is not None and entry.created:
                 refunded.append(
                     {

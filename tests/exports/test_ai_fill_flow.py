@@ -183,10 +183,12 @@ def _read_run(run_id: uuid.UUID | None) -> Any:
 
 
 def test_a_lost_refund_is_found_by_the_reconciler(paying, flux_env) -> None:  # type: ignore[no-untyped-def]
-    """An API that charged and died before submitting leaves charges with no run: the refund
-    reconciler refunds each file once (and a second pass gives nothing)."""
+    """A run that charged, staged a file and died (no hook ran) leaves charges and a staged
+    file: the refund reconciler refunds each file once (a second pass gives nothing) and
+    deletes what the run staged."""
     from flows.refund_reconciler import refund_reconciler
     from posegen.domain import export_charges
+    from posegen.domain.exports import staging_prefix
 
     request = ExportRequest(formats=FORMATS, fill="ai_expand")
     request_id = uuid.uuid4()
@@ -194,11 +196,18 @@ def test_a_lost_refund_is_found_by_the_reconciler(paying, flux_env) -> None:  # 
         files = export_charges.paid_files(session, request_id, paying.pose_ids, request)
         export_charges.charge_files(session, paying.user_id, files)
     assert balances(paying) == (80, 80)
+    storage = get_storage()
+    staged = f"{staging_prefix(paying.generation_id, request_id)}{paying.pose_ids[0]}_story.png"
+    storage.write_bytes(staged, small_subject_png(), content_type="image/png")
+    other_run = f"{staging_prefix(paying.generation_id, uuid.uuid4())}{paying.pose_ids[0]}.png"
+    storage.write_bytes(other_run, small_subject_png(), content_type="image/png")
 
     refunded = asyncio.run(refund_reconciler(grace_minutes=0, running_timeout_minutes=30))
     mine = [row for row in refunded if row["userId"] == str(paying.user_id)]
     assert len(mine) == 2 and all(row["credits"] == COST for row in mine)
     assert_refunded_once(paying, files=2)
+    assert not storage.list(staging_prefix(paying.generation_id, request_id))
+    assert storage.exists(other_run)  # another run's staging is that run's business
     again = asyncio.run(refund_reconciler(grace_minutes=0, running_timeout_minutes=30))
     assert not [row for row in again if row["userId"] == str(paying.user_id)]
 

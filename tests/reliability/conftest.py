@@ -1,7 +1,8 @@
 """Reliability fixtures: posegen on PostgreSQL + the S3 endpoint, with ways to break each piece.
 
-Everything here runs the real services: the session's PostgreSQL database, moto over HTTP, the
-session's Prefect server, a real runner subprocess. The faults are real too — backends killed
+Everything here runs the real services: the session's PostgreSQL database, moto over HTTP, a
+real `prefect server start` with its services (tests/fixtures/prefect_server.py), a real runner
+subprocess. The faults are real too — backends killed
 with `pg_terminate_backend`, S3 requests cut by a proxy, processes killed with SIGKILL — so a
 passing test says what happens in production, not what a mock was told to do.
 """
@@ -30,6 +31,7 @@ from posegen.db.session import reset_engines, session_scope
 from posegen.storage import reset_storage
 from tests.api.conftest import png_bytes
 from tests.conftest import ROOT, make_user
+from tests.fixtures.prefect_server import SLOT_LEASE_SECONDS, on_real_prefect_server
 from tests.fixtures.s3 import S3_TEST_CREDENTIALS
 
 # The per-user limit on background changes stays on (its bucket row is contended too) but is
@@ -43,29 +45,42 @@ def _reset_caches() -> None:
     reset_storage()
 
 
-@pytest.fixture(autouse=True)
-def lapsed_slot_leases(prefect_api: str) -> Iterator[None]:
-    """After each test, forget concurrency slots that killed runs still hold.
+@pytest.fixture
+def prefect_api(real_prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """This directory's Prefect API is a real `prefect server start`, for this process and its
+    children: these tests kill runs inside their slot, and only a real server's repossessor
+    gives such a slot back (the session's harness server runs none)."""
+    with on_real_prefect_server(real_prefect_server, monkeypatch) as url:
+        yield url
 
-    A run killed inside its `posegen-background-change` slot (SIGKILL, cancellation) keeps the
-    slot until its lease lapses, up to 120 s later: the product's behaviour (docs/
-    ARCHITECTURE.md). These tests kill runs on purpose, on the session's shared Prefect server;
-    the next tests should not wait two minutes for those leases. (Expiring leases never push
-    the count below zero: the server clamps it.) The session's harness server runs no
-    repossessor, so here they would never lapse at all. tests/unattended runs on a real server
-    with no reset and shows the lease lapsing; moving this directory there too
-    (`on_real_prefect_server`, tests/fixtures/prefect_server.py) is issue 18's open end.
+
+@pytest.fixture(scope="module", autouse=True)
+def killed_runs_give_their_slots_back(real_prefect_server: str) -> Iterator[None]:
+    """After each module, every `posegen-background-change` slot is free again within a lease.
+
+    A run killed inside its slot (SIGKILL, a cancellation) cannot release it; its lease lapses
+    and the server's repossessor frees it. Nothing resets slots behind the tests' backs: this
+    waits for the product to do it, and fails when it does not (a leaked slot would stop one
+    in three changes for good).
     """
     yield
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+    deadline = time.monotonic() + SLOT_LEASE_SECONDS + 15
+    held = slots_held(real_prefect_server)
+    while held and time.monotonic() < deadline:
+        time.sleep(1)
+        held = slots_held(real_prefect_server)
+    assert held == 0, f"{held} slot(s) still held {SLOT_LEASE_SECONDS + 15} s after the module"
 
+
+def slots_held(api: str) -> int:
+    """Active slots of the `posegen-background-change` limit on the server at `api`."""
     from posegen.orchestration import BACKGROUND_CHANGE_LIMIT
 
-    with get_client(sync_client=True) as client:
-        client.update_global_concurrency_limit(
-            BACKGROUND_CHANGE_LIMIT, GlobalConcurrencyLimitUpdate(active_slots=0)
-        )
+    found = httpx.get(f"{api}/v2/concurrency_limits/{BACKGROUND_CHANGE_LIMIT}", timeout=10)
+    if found.status_code == 404:  # no test of the module made the limits on this server
+        return 0
+    found.raise_for_status()
+    return int(found.json()["active_slots"])
 
 
 @pytest.fixture

@@ -21,21 +21,19 @@ from tests.fixtures.prefect_server import (  # noqa: F401 (re-exported for the t
     on_real_prefect_server,
 )
 
-# Fixtures of the reliability suite, used here on this module's server: the session's
-# PostgreSQL + a bucket on moto, users owning poses, and serving processes tests may kill.
-from tests.reliability.conftest import owner_of, pg_s3_env, runner_of  # noqa: F401
+# Fixtures of the reliability suite, which runs on the same real server: its Prefect API, the
+# session's PostgreSQL + a bucket on moto, users owning poses, and serving processes tests may kill.
+from tests.reliability.conftest import (  # noqa: F401
+    owner_of,
+    pg_s3_env,
+    prefect_api,
+    runner_of,
+)
 from tests.reliability.test_faults import flux  # noqa: F401
 
 
 @pytest.fixture
-def prefect_api(real_prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """This directory's Prefect API is the real server, for this process and its children."""
-    with on_real_prefect_server(real_prefect_server, monkeypatch) as url:
-        yield url
-
-
-@pytest.fixture
-def automations(prefect_api: str) -> Iterator[list[str]]:
+def automations(prefect_api: str) -> Iterator[list[str]]:  # noqa: F811 (the imported fixture)
     """The automations `posegen up` creates (zombie → Crashed, bad end → reconciler), made
     after a runner registered the reconciler's deployment; deleted afterwards."""
     import asyncio

@@ -183,3 +183,84 @@ def prefect_api(db: str) -> Iterator[str]:
                 yield url
         finally:
             stop_process(server)
+
+
+# -- CPU spent, by role ---------------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process `pid` has used (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cmdline(pid: int) -> str:
+    """Process `pid`'s command line, arguments joined by spaces ("" once it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+_DATABASE_URL_VARIABLES = ("POSEGEN_DATABASE_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL")
+
+
+def _database_names(pid: int) -> set[str]:
+    """The PostgreSQL database names in process `pid`'s environment (its connection URLs)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    except OSError:
+        return set()
+    names = set()
+    for entry in environ.split("\0"):
+        key, _, value = entry.partition("=")
+        if key in _DATABASE_URL_VARIABLES and "/" in value:
+            names.add(value.rsplit("/", 1)[1].split("?", 1)[0])
+    return names
+
+
+class CpuMeter:
+    """CPU seconds spent by each part of a bench's stack: this process (the clients), the
+    processes it started, by role, and the PostgreSQL backends serving their databases.
+
+    Where a figure on a 2-core machine is bound by CPU, the split says who spent it: what one
+    request costs each process, so a ceiling can be explained rather than guessed.
+    """
+
+    def __init__(self, roles: dict[str, int]) -> None:
+        # role → root pid of that part of the stack (it and its descendants count)
+        self.roles = roles
+
+    def read(self) -> dict[str, float]:
+        from posegen.runtime.processes import process_tree
+
+        spent = {"bench (clients)": _cpu_seconds(os.getpid())}
+        databases: set[str] = set()
+        for role, root in self.roles.items():
+            pids = [root, *process_tree(root)]
+            spent[role] = sum(_cpu_seconds(pid) for pid in pids)
+            for pid in pids:
+                databases |= _database_names(pid)
+        backends = [
+            int(entry.name)
+            for entry in Path("/proc").iterdir()
+            if entry.name.isdigit()
+            and (line := cmdline(int(entry.name))).startswith("postgres: ")
+            and any(f" {name} " in line for name in databases)
+        ]
+        spent["PostgreSQL backends"] = sum(_cpu_seconds(pid) for pid in backends)
+        return spent
+
+    @staticmethod
+    def per_request(before: dict[str, float], after: dict[str, float], requests: int) -> str:
+        """`role 12.3 ms, …` of CPU per request between two readings."""
+        parts = [
+            f"{role} {(after[role] - before.get(role, 0.0)) * 1000 / requests:.1f}"
+            for role in after
+        ]
+        total = sum(after[role] - before.get(role, 0.0) for role in after) * 1000 / requests
+        return f"CPU ms per request: {', '.join(parts)}; all {total:.1f}"

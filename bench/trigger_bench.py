@@ -16,6 +16,10 @@ At each client count, in this order and in the same run:
              request authenticated, charged and submitted by the API
     GET /me  (with `--floor`) auth + one database read: the floor of any API request
 
+After each side it prints the CPU each part of the stack spent per request (this process's
+clients, the API, the Prefect server, the PostgreSQL backends of their databases): on a 2-core
+machine where every process shares the cores, that split is what bounds the API's share.
+
 Each client sends `--per-client` requests back to back, all clients at once. Prints
 p50/p95/p99/max, errors and requests per second, and issue 16's figures: the API's throughput
 as a share of bare (target >= 90 %) and its p99 against bare p99 + 150 ms, with zero errors.
@@ -37,7 +41,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import answers, isolated_home, start_process, wait_until_ready  # noqa: E402
+from harness import (  # noqa: E402
+    CpuMeter,
+    answers,
+    cmdline,
+    isolated_home,
+    start_process,
+    wait_until_ready,
+)
 
 _HOME = isolated_home("posegen-trigger-bench-")
 os.environ["POSEGEN_DEPLOYMENT_BACKGROUND_CHANGE"] = "background-change/trigger-bench"
@@ -213,6 +224,10 @@ def main() -> None:
         api = start_api(port, _HOME / "api.log")
         base = f"http://127.0.0.1:{port}"
         verdicts = []
+        from posegen.runtime.processes import process_tree
+
+        (server,) = [pid for pid in process_tree(os.getpid()) if "server start" in cmdline(pid)]
+        meter = CpuMeter({"API": api.pid, "Prefect server": server})
         try:
             asyncio.run(drive(base, clients[:5], 1, trigger=False))  # connections, imports
             asyncio.run(drive_bare(deployment_id, 5, 1))
@@ -224,13 +239,20 @@ def main() -> None:
                     report(
                         "GET /me (floor)", *asyncio.run(drive(base, rounds, args.per_client, False))
                     )
+                requests = count * args.per_client
+                before = meter.read()
                 bare_p99, bare_rate, _ = report(
                     "bare create_flow_run",
                     *asyncio.run(drive_bare(deployment_id, count, args.per_client)),
                 )
+                between = meter.read()
+                print(f"      {CpuMeter.per_request(before, between, requests)}")
                 p99, rate, errors = report(
                     "POST .../background", *asyncio.run(drive(base, rounds, args.per_client, True))
                 )
+                # The run-id bookkeeping runs after each 202: let it finish before reading.
+                time.sleep(1)
+                print(f"      {CpuMeter.per_request(between, meter.read(), requests)}")
                 share_of_bare = rate / bare_rate
                 extra = (p99 - bare_p99) * 1000
                 verdict = (

@@ -7,7 +7,9 @@ build for every run, measured as most of a run's orchestration time (bench/RESUL
   in context, the engine opens a new one for the flow run and one per sync task run, and each
   builds a TLS context from the system's CA store (50-130 ms here), even over plain http;
 - the flow run itself, sent by the pool that claimed it, instead of reading it back;
-- no suspension observer (see `_skip_suspension_observer`).
+- no suspension observer (see `_skip_suspension_observer`);
+- the engine's bookkeeping write as a run starts (its flow version and retry policy) is sent
+  without waiting for the answer (see `_BookkeepingInBackground`).
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ async def _serve(conn: Connection, flow: Any, state: dict[str, bool]) -> None:
     loop = asyncio.get_running_loop()
     # Entered once: every run's engine, its tasks and posegen's own `get_client()` calls find
     # these clients in context and reuse them (and their open connections).
-    async with AsyncClientContext.get_or_create():
+    async with AsyncClientContext.get_or_create() as clients:
+        bookkeeping = _BookkeepingInBackground(clients.client)
         with SyncClientContext.get_or_create():
             conn.send(("ready", os.getpid()))
             while not state["stop"]:
@@ -88,12 +91,44 @@ async def _serve(conn: Connection, flow: Any, state: dict[str, bool]) -> None:
                     run_id = flow_run.id if flow_run else "?"
                     logger.exception("flow run %s ended with an engine error", run_id)
                 finally:
+                    await bookkeeping.settle()
                     state["busy"] = False
                 try:
                     conn.send(("done", str(flow_run.id) if flow_run else None))
                 except OSError:
                     return
                 release_freed_memory()  # between runs, off the user's wait
+
+
+class _BookkeepingInBackground:
+    """Prefect's engine starts each run by writing the flow's version and retry policy onto it
+    (`update_flow_run`, a PATCH) and waits for the answer before proposing Running, though
+    nothing it does next reads them. This client sends exactly that write and lets the run go
+    on; the write is awaited when the run ends (`settle`), and a failed one is logged: it only
+    labels the run in the UI (posegen's flows retry tasks, not runs). Any other
+    `update_flow_run` is awaited as usual."""
+
+    _DEFERRED = frozenset({"flow_run_id", "flow_version", "empirical_policy"})
+
+    def __init__(self, client: Any) -> None:
+        self._update = client.update_flow_run
+        self._pending: set[asyncio.Task[Any]] = set()
+        client.update_flow_run = self.update_flow_run
+
+    async def update_flow_run(self, *args: Any, **kwargs: Any) -> Any:
+        if args or not kwargs.keys() <= self._DEFERRED:
+            return await self._update(*args, **kwargs)
+        write = asyncio.ensure_future(self._update(**kwargs))
+        self._pending.add(write)
+        return None  # the engine ignores the response
+
+    async def settle(self) -> None:
+        pending, self._pending = self._pending, set()
+        for write in pending:
+            try:
+                await write
+            except Exception:
+                logger.warning("could not record a flow run's version and policy", exc_info=True)
 
 
 def _skip_suspension_observer() -> None:

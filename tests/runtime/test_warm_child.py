@@ -53,13 +53,16 @@ def test_each_run_reuses_the_processs_prefect_clients(
     with get_client(sync_client=True) as client:
         for round_ in range(2):
             run = client.create_flow_run(_two_steps, parameters={"x": 1})
+            client.update_flow_run(run.id, flow_version="before the run")
             if round_:
                 built.clear()
             pool_end.send(run.model_dump_json())
             assert pool_end.poll(60), "the run never finished"
             assert pool_end.recv() == ("done", str(run.id))
-            final = client.read_flow_run(run.id).state
-            assert final is not None and final.is_completed(), final
+            finished = client.read_flow_run(run.id)
+            assert finished.state is not None and finished.state.is_completed(), finished.state
+            # Written without waiting for it as the run started, and settled by its end.
+            assert finished.flow_version == _two_steps.version
     assert built == [], "a run built a new Prefect client"
     pool_end.send(None)
     serving.join(10)

@@ -298,8 +298,6 @@ class WarmPool:
             worker.conn.send(run.model_dump_json())
         except OSError:
             self._on_process_died(client, worker)
-            return
-        self._record_process(client, run, worker)
 
     def _claim(self, client: Any, run: FlowRun) -> bool:
         """Propose Pending: the server accepts it for exactly one claimant (`run.state` is
@@ -313,14 +311,6 @@ class WarmPool:
             return False
         run.state = state
         return state.is_pending()
-
-    def _record_process(self, client: Any, run: FlowRun, worker: _Worker) -> None:
-        """Name the run's process in Prefect (the UI's infrastructure pid), once the process
-        already has the run: this request is not on the run's way to starting."""
-        try:
-            client.update_flow_run(run.id, infrastructure_pid=str(worker.process.pid))
-        except Exception:
-            logger.warning("could not record the process of flow run %s", run.id, exc_info=True)
 
     # -- crashes and cancellations ------------------------------------------------------------
 

@@ -1,16 +1,20 @@
 """Flow `background-change`: charge → load → remove background → build background → composite
 → save → update the pose → tell the user. Any failure after the charge refunds exactly once.
 
-Three tasks (issue 16): `charge-credits`, `render-change` (load → composite, one retry scope)
-and `update-pose` (which sends the completion event as soon as the pose points at the image).
+Three tasks (issue 16): `charge-credits`, `render-change` (load → composite, one retry scope,
+the only one inside the `posegen-background-change` slot) and `update-pose` (which sends the
+completion event as soon as the pose points at the image). `update-pose` starts the moment the
+render ends, while the slot is being given back, so the user's wait holds no release.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import FlowRun
 from prefect.concurrency.asyncio import concurrency
 from prefect.flows import Flow
@@ -68,12 +72,42 @@ def refund_failed_change(flow: Flow[Any, Any], flow_run: FlowRun, state: State[A
     )
 
 
+@asynccontextmanager
+async def _render_slot() -> AsyncIterator[None]:
+    """One of `posegen-background-change`'s slots, strict and leased, for the render.
+
+    A slot that cannot be given back once the body is done does not fail the run: the user may
+    already have been told the change is done (and a failed run refunds). Its lease lapses
+    instead, as a killed run's does; the warning says so in the run's logs.
+    """
+    lease_seconds = get_settings().background_change_slot_lease_seconds
+    body_done = False
+    try:
+        async with concurrency(
+            BACKGROUND_CHANGE_LIMIT, occupy=1, strict=True, lease_duration=lease_seconds
+        ):
+            yield
+            body_done = True
+    except Exception:
+        if not body_done:
+            raise
+        get_run_logger().warning(
+            "Could not give back the %s slot; it frees itself within %d s.",
+            BACKGROUND_CHANGE_LIMIT,
+            lease_seconds,
+            exc_info=True,
+        )
+
+
 @flow(
     name="background-change",
     on_failure=[refund_failed_change],
     on_crashed=[refund_failed_change],
     on_cancellation=[refund_failed_change],
     log_prints=True,
+    # Nothing reads a change's return value back from Prefect; not persisting it also spares
+    # each run the engine's question to the server about its default result storage.
+    persist_result=False,
 )
 async def background_change(
     pose_id: uuid.UUID, user_id: uuid.UUID, request_id: uuid.UUID, change: BackgroundChange
@@ -81,13 +115,9 @@ async def background_change(
     """Change one pose's background; returns the new image's storage key."""
     await ensure_limits()
     ticket = charge_credits(pose_id, user_id, request_id, change)
-    async with concurrency(
-        BACKGROUND_CHANGE_LIMIT,
-        occupy=1,
-        strict=True,
-        lease_duration=get_settings().background_change_slot_lease_seconds,
-    ):
+    async with _render_slot():
         rendered = render_change(pose_id, change)
-    # After the slot is given back, not inside it: a failed release fails the run, and the run
-    # must not fail (and refund) after the user was told the change is done.
-    return update_pose(ticket, change, rendered)
+        # Submitted (a thread of the flow's task runner) as the render ends, so the pose is
+        # updated and the user told while the slot is given back, not after.
+        updating = update_pose.submit(ticket, change, rendered)
+    return updating.result()

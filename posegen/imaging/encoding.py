@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
 from PIL import Image, ImageCms
 
 from posegen.domain.exports import ExportFormat, FileType
@@ -31,40 +32,58 @@ _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 # transparency key, palette or EXIF/text chunk (which may carry an orientation) changes them.
 _PIXELS_ONLY_CHUNKS: Final = frozenset({b"IHDR", b"IDAT", b"IEND"})
 _PNG_COLOUR_TYPES: Final = {"RGB": 2, "RGBA": 6}
+# What `encode_png` writes per mode: PNG colour type, bytes per pixel.
+_PNG_LAYOUTS: Final = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}
+_IEND: Final = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # How Pillow writes the profile (`iCCP`: name, compression method 0, zlib data), so readers
 # get back exactly SRGB_ICC whichever of the two wrote the file.
 _ICCP: Final = b"ICC Profile\0\0" + zlib.compress(SRGB_ICC)
 
 
-def encode_png(image: Image.Image, *, intermediate: bool = False) -> bytes:
+def encode_png(image: Image.Image) -> bytes:
     """PNG bytes with no metadata (no EXIF, ICC, text or DPI), quick to write.
 
     RGB or RGBA, except that a greyscale ("L") image such as a mask stays one channel: a third
     of the size, and `convert("L")` after reading it back as RGB gives the same values.
-    `optimize` is off: it costs several times the encoding time for a few percent of size, and
-    posegen writes PNGs on the request path of every background change and export.
 
-    zlib's run-length strategy instead of its default: after PNG's per-row filters a photo
-    leaves few long matches for deflate to find, so RLE comes within a few percent of level
-    6's size (smaller on solid backgrounds) in a quarter of the time. `intermediate`: a file
-    only posegen reads back (a mask, a built background) takes level 1, the fastest there is.
+    Written here rather than by Pillow, which spends most of its PNG time choosing a filter per
+    row (50 ms of a 1024x1536 RGB image's 67 ms even with compression off): every row takes
+    PNG's Average filter, computed for the whole image at once with numpy, then zlib's
+    run-length strategy (after the filter a photo leaves few long matches for deflate to find).
+    Half Pillow's time at level 6 + RLE, files 1-4 % larger (bench/RESULTS.md, issue 16,
+    session 3); every PNG decoder reads them (filter type 3 is in PNG's first version).
     """
     if image.mode == "L" and not image.has_transparency_data:
         mode = "L"
     else:
         mode = "RGBA" if has_alpha(image) else "RGB"
-    # convert() always returns a new image, so clearing its info cannot touch the caller's.
-    clean = image.convert(mode)
-    clean.info = {}
-    buffer = io.BytesIO()
-    clean.save(buffer, format="PNG", optimize=False, **png_options(intermediate=intermediate))
-    return buffer.getvalue()
+    # convert() always returns a new image, so the caller's image and its metadata stay as is.
+    pixels = np.asarray(image.convert(mode))
+    height, width = pixels.shape[:2]
+    colour_type, channels = _PNG_LAYOUTS[mode]
+    rows = _average_filtered(pixels.reshape(height, width * channels), channels)
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    data = deflate.compress(rows) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"".join([_PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", data), _IEND])
 
 
-def png_options(*, intermediate: bool = False) -> dict[str, int]:
-    """Pillow PNG save options: see `encode_png` (bench/change_bench.py measures both)."""
-    if intermediate:
-        return {"compress_level": 1}
+def _average_filtered(rows: np.ndarray, channels: int) -> memoryview:
+    """PNG's filter type 3 on every row: each byte minus the floor of the mean of the byte to
+    its left and the byte above (0 beyond the edges), modulo 256, after the filter-type byte."""
+    left = np.zeros_like(rows)
+    left[:, channels:] = rows[:, :-channels]
+    up = np.zeros_like(rows)
+    up[1:] = rows[:-1]
+    mean = (left & up) + ((left ^ up) >> 1)  # floor((left + up) / 2) without overflowing a byte
+    filtered = np.empty((rows.shape[0], rows.shape[1] + 1), dtype=np.uint8)
+    filtered[:, 0] = 3
+    np.subtract(rows, mean, out=filtered[:, 1:])
+    return memoryview(filtered).cast("B")
+
+
+def png_options() -> dict[str, int]:
+    """Pillow PNG save options for the export files Pillow writes (with a profile and dpi)."""
     return {"compress_level": 6, "compress_type": zlib.Z_RLE}
 
 

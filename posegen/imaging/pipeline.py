@@ -42,13 +42,13 @@ def remove_background(storage: Storage, images: PoseImages) -> str:
     """
     if not storage.exists(images.mask_key):
         mask = segment(_load(storage, images.original_key))
-        _store(storage, images.mask_key, mask, intermediate=True)
+        _store(storage, images.mask_key, mask)
     return images.mask_key
 
 
 def build_background(storage: Storage, images: PoseImages, change: BackgroundChange) -> str:
     background = source_for(change.background_mode).build(change, images.size, storage)
-    _store(storage, images.background_key, background, intermediate=True)
+    _store(storage, images.background_key, background)
     return images.background_key
 
 
@@ -91,8 +91,8 @@ def _load(storage: Storage, key: str) -> Image.Image:
     return image
 
 
-def _store(storage: Storage, key: str, image: Image.Image, *, intermediate: bool) -> None:
-    storage.write_bytes(key, encode_png(image, intermediate=intermediate), content_type="image/png")
+def _store(storage: Storage, key: str, image: Image.Image) -> None:
+    storage.write_bytes(key, encode_png(image), content_type="image/png")
     _remember(storage, key, image)
 
 

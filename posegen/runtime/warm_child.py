@@ -7,7 +7,11 @@ build for every run, measured as most of a run's orchestration time (bench/RESUL
   in context, the engine opens a new one for the flow run and one per sync task run, and each
   builds a TLS context from the system's CA store (50-130 ms here), even over plain http;
 - the flow run itself, sent by the pool that claimed it, instead of reading it back;
-- no suspension observer (see `_skip_suspension_observer`).
+- no suspension observer (see `_skip_suspension_observer`);
+- the engine's bookkeeping write as a run starts (its flow version and retry policy, and here
+  the process's pid) is sent without waiting for the answer (see `_BookkeepingInBackground`);
+- the server's default result storage, asked once a minute instead of once per run (see
+  `_remember_server_result_storage`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -53,6 +58,7 @@ def child_main(conn: Connection, flow_path: str, warm_up: str | None, pool_pid: 
     if warm_up:
         _import(warm_up)()
     _skip_suspension_observer()
+    _remember_server_result_storage()
     asyncio.run(_serve(conn, flow, state))
 
 
@@ -64,7 +70,8 @@ async def _serve(conn: Connection, flow: Any, state: dict[str, bool]) -> None:
     loop = asyncio.get_running_loop()
     # Entered once: every run's engine, its tasks and posegen's own `get_client()` calls find
     # these clients in context and reuse them (and their open connections).
-    async with AsyncClientContext.get_or_create():
+    async with AsyncClientContext.get_or_create() as clients:
+        bookkeeping = _BookkeepingInBackground(clients.client)
         with SyncClientContext.get_or_create():
             conn.send(("ready", os.getpid()))
             while not state["stop"]:
@@ -88,12 +95,45 @@ async def _serve(conn: Connection, flow: Any, state: dict[str, bool]) -> None:
                     run_id = flow_run.id if flow_run else "?"
                     logger.exception("flow run %s ended with an engine error", run_id)
                 finally:
+                    await bookkeeping.settle()
                     state["busy"] = False
                 try:
                     conn.send(("done", str(flow_run.id) if flow_run else None))
                 except OSError:
                     return
                 release_freed_memory()  # between runs, off the user's wait
+
+
+class _BookkeepingInBackground:
+    """Prefect's engine starts each run by writing the flow's version and retry policy onto it
+    (`update_flow_run`, a PATCH) and waits for the answer before proposing Running, though
+    nothing it does next reads them. This client sends exactly that write, with this process's
+    pid as the run's `infrastructure_pid` (what the UI shows, and what the pool used to write
+    in a request of its own), and lets the run go on; the write is awaited when the run ends
+    (`settle`), and a failed one is logged: it only labels the run (posegen's flows retry
+    tasks, not runs). Any other `update_flow_run` is awaited as usual."""
+
+    _DEFERRED = frozenset({"flow_run_id", "flow_version", "empirical_policy"})
+
+    def __init__(self, client: Any) -> None:
+        self._update = client.update_flow_run
+        self._pending: set[asyncio.Future[Any]] = set()
+        client.update_flow_run = self.update_flow_run
+
+    async def update_flow_run(self, *args: Any, **kwargs: Any) -> Any:
+        if args or not kwargs.keys() <= self._DEFERRED:
+            return await self._update(*args, **kwargs)
+        write = asyncio.ensure_future(self._update(**kwargs, infrastructure_pid=str(os.getpid())))
+        self._pending.add(write)
+        return None  # the engine ignores the response
+
+    async def settle(self) -> None:
+        pending, self._pending = self._pending, set()
+        for write in pending:
+            try:
+                await write
+            except Exception:
+                logger.warning("could not record a flow run's process and version", exc_info=True)
 
 
 def _skip_suspension_observer() -> None:
@@ -109,6 +149,29 @@ def _skip_suspension_observer() -> None:
         engine.observe_flow_run_suspension = _no_observer  # type: ignore[assignment]
     else:
         logger.warning("Prefect's suspension observer moved; runs keep paying for it")
+
+
+def _remember_server_result_storage(seconds: float = 60.0) -> None:
+    """Prefect's engine asks the server for its default result storage block (`GET
+    /admin/storage`) as every flow run sets up its context, one request on the way to the
+    first task. A warm process asks at most once per `seconds` (an operator's change of the
+    server's default reaches new runs within a minute). If Prefect renames the function, every
+    run simply asks again (tests/runtime check it is still there)."""
+    import prefect.results as results
+
+    read = getattr(results, "_read_server_default_result_storage_block_id", None)
+    if read is None:
+        logger.warning("Prefect's server result-storage lookup moved; runs keep asking")
+        return
+    remembered: dict[str, Any] = {}
+
+    def remembering() -> Any:
+        if time.monotonic() >= remembered.get("until", 0.0):
+            remembered["value"] = read()
+            remembered["until"] = time.monotonic() + seconds
+        return remembered["value"]
+
+    results._read_server_default_result_storage_block_id = remembering
 
 
 @contextlib.contextmanager

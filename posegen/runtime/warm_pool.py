@@ -11,13 +11,15 @@ claimed run of its deployment to an idle one. What a served run had, a pooled ru
 - Prefect's state rules: a run is claimed by proposing Pending, so two pools (or a pool and a
   runner) never run it twice, and the crash/cancellation hooks run exactly as the runner runs them.
 
-Runs are found the moment they are scheduled (a Prefect event subscription wakes the pool) and by
-a slow poll as a safety net, so a missed event only costs the poll period.
+Runs are found the moment they are scheduled (a Prefect event subscription wakes the pool, and the
+event names the run, so the pool claims that run without asking for the deployment's scheduled
+runs first) and by a slow poll as a safety net, so a missed event only costs the poll period.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import multiprocessing
@@ -92,6 +94,10 @@ class WarmPool:
         self._stop_deadline = float("inf")
         self._thread: threading.Thread | None = None
         self._events_thread: threading.Thread | None = None
+        # Runs an event named, to claim by id (dispatcher thread only), and the runs this pool
+        # claimed last (a run's later events are no news).
+        self._named: list[str] = []
+        self._claimed: collections.deque[str] = collections.deque(maxlen=64)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -124,9 +130,10 @@ class WarmPool:
         if self._thread is not None:
             self._thread.join(timeout=grace + 10)
 
-    def _wake(self) -> None:
+    def _wake(self, flow_run_id: str | None = None) -> None:
+        """Make the dispatcher claim run `flow_run_id`, or look for runs (None)."""
         with contextlib.suppress(OSError):
-            self._wake_writer.send(None)
+            self._wake_writer.send(flow_run_id)
 
     # -- processes ------------------------------------------------------------------------------
 
@@ -168,6 +175,8 @@ class WarmPool:
                     break
                 try:
                     woken = self._handle_messages(client, timeout=self._timeout(next_poll))
+                    if not self._stopping.is_set() and self._named:
+                        self._claim_named(client)
                     if not self._stopping.is_set() and (woken or time.monotonic() >= next_poll):
                         self._claim_runs(client)
                         next_poll = time.monotonic() + self.poll_seconds
@@ -198,8 +207,11 @@ class WarmPool:
         for ready in wait(conns + sentinels, timeout=timeout):
             if ready is self._wake_reader:
                 while self._wake_reader.poll():
-                    self._wake_reader.recv()
-                woken = True
+                    run_id = self._wake_reader.recv()
+                    if run_id is None:
+                        woken = True
+                    elif run_id not in self._claimed:
+                        self._named.append(run_id)
                 continue
             worker = self._worker_for(ready)
             if worker is None:
@@ -231,8 +243,11 @@ class WarmPool:
             return True
         return False
 
+    def _idle(self) -> list[_Worker]:
+        return [worker for worker in self._workers if worker.ready and worker.run is None]
+
     def _claim_runs(self, client: Any) -> None:
-        idle = [worker for worker in self._workers if worker.ready and worker.run is None]
+        idle = self._idle()
         if not idle or self.deployment_id is None:
             return
         try:
@@ -246,15 +261,43 @@ class WarmPool:
             if not idle:
                 break
             if self._claim(client, run):
-                worker = idle.pop(0)
-                worker.run = run
-                try:
-                    # The claimed run itself, so the process need not read it back.
-                    worker.conn.send(run.model_dump_json())
-                except OSError:
-                    self._on_process_died(client, worker)
-                    continue
-                self._record_process(client, run, worker)
+                self._hand_over(client, run, idle.pop(0))
+
+    def _claim_named(self, client: Any) -> None:
+        """Claim the runs the events named, by id. One this pool has no idle process for waits
+        as any run does: the next free process looks for runs."""
+        named, self._named = self._named, []
+        for run_id in named:
+            idle = self._idle()
+            if not idle:
+                return
+            if run_id in self._claimed:
+                continue
+            run = self._claimable(client, uuid.UUID(run_id))
+            if run is not None and self._claim(client, run):
+                self._hand_over(client, run, idle[0])
+
+    def _claimable(self, client: Any, run_id: uuid.UUID) -> FlowRun | None:
+        """The run, if it is this deployment's, Scheduled and due (as the query would find)."""
+        try:
+            run = client.read_flow_run(run_id)
+        except Exception:
+            logger.warning("could not read flow run %s", run_id, exc_info=True)
+            return None
+        state = run.state
+        if run.deployment_id != self.deployment_id or state is None or not state.is_scheduled():
+            return None
+        due = state.state_details.scheduled_time
+        return None if due is not None and due > now("UTC") else run
+
+    def _hand_over(self, client: Any, run: FlowRun, worker: _Worker) -> None:
+        self._claimed.append(str(run.id))
+        worker.run = run
+        try:
+            # The claimed run itself, so the process need not read it back.
+            worker.conn.send(run.model_dump_json())
+        except OSError:
+            self._on_process_died(client, worker)
 
     def _claim(self, client: Any, run: FlowRun) -> bool:
         """Propose Pending: the server accepts it for exactly one claimant (`run.state` is
@@ -268,14 +311,6 @@ class WarmPool:
             return False
         run.state = state
         return state.is_pending()
-
-    def _record_process(self, client: Any, run: FlowRun, worker: _Worker) -> None:
-        """Name the run's process in Prefect (the UI's infrastructure pid), once the process
-        already has the run: this request is not on the run's way to starting."""
-        try:
-            client.update_flow_run(run.id, infrastructure_pid=str(worker.process.pid))
-        except Exception:
-            logger.warning("could not record the process of flow run %s", run.id, exc_info=True)
 
     # -- crashes and cancellations ------------------------------------------------------------
 
@@ -355,8 +390,12 @@ class WarmPool:
         while not self._stopping.is_set():
             try:
                 async with get_events_subscriber(filter=event_filter) as subscriber:
-                    async for _event in subscriber:
-                        self._wake()
+                    async for event in subscriber:
+                        # A Scheduled event names a new run; an AwaitingRetry one, a run to
+                        # look for again when due.
+                        scheduled = event.event == "prefect.flow-run.Scheduled"
+                        run_id = event.resource.id.removeprefix("prefect.flow-run.")
+                        self._wake(run_id if scheduled else None)
                         if self._stopping.is_set():
                             return
             except Exception:

@@ -110,6 +110,71 @@ def test_insufficient_credits_fails_without_charge(pose_of) -> None:  # type: ig
     assert load_pose(fixture).status == "ready"
 
 
+def test_a_slot_that_cannot_be_given_back_does_not_fail_a_done_change(  # type: ignore[no-untyped-def]
+    pose_of, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pose was updated (and the user told) while the slot was being given back: a failed
+    release must not fail the run and refund a change the user has. The lease frees the slot."""
+    import prefect.concurrency._asyncio as slots
+    from prefect.client.orchestration import get_client
+
+    from posegen.orchestration import BACKGROUND_CHANGE_LIMIT
+
+    released: list[uuid.UUID] = []
+
+    async def unreachable(lease_id: uuid.UUID) -> None:
+        released.append(lease_id)
+        raise ConnectionError("the Prefect API went away")
+
+    monkeypatch.setattr(slots, "arelease_concurrency_slots_with_lease", unreachable)
+    fixture = pose_of(credits=100)
+    state = run(
+        fixture, BackgroundChange(background_mode="solid_color", background_color="#00FF00")
+    )
+
+    assert released, "the release was never tried"
+    assert state.is_completed(), state.message
+    assert balances(fixture) == (90, 90)
+    assert load_pose(fixture).background_changed
+
+    async def free_the_slot() -> None:  # what the lease's expiry does; keep the limit clean
+        async with get_client() as client:
+            for lease_id in released:
+                await client.release_concurrency_slots_with_lease(lease_id=lease_id)
+            limit = await client.read_global_concurrency_limit_by_name(BACKGROUND_CHANGE_LIMIT)
+            assert limit.active_slots == 0
+
+    asyncio.run(free_the_slot())
+
+
+def test_a_failed_render_still_gives_the_slot_back(  # type: ignore[no-untyped-def]
+    pose_of, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    from posegen.errors import PermanentError
+    from posegen.imaging import pipeline
+    from posegen.orchestration import BACKGROUND_CHANGE_LIMIT
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise PermanentError("The image could not be composited.")
+
+    monkeypatch.setattr(pipeline, "composite_pose", broken)
+    fixture = pose_of(credits=100)
+    state = run(
+        fixture, BackgroundChange(background_mode="solid_color", background_color="#00FF00")
+    )
+    assert state.is_failed()
+    assert balances(fixture) == (100, 100)
+
+    async def active_slots() -> int:
+        async with get_client() as client:
+            limit = await client.read_global_concurrency_limit_by_name(BACKGROUND_CHANGE_LIMIT)
+            return limit.active_slots
+
+    assert asyncio.run(active_slots()) == 0
+
+
 @pytest.fixture
 def real_services_env(
     pg_url: str, s3_endpoint: str, s3_storage_url: str, monkeypatch: pytest.MonkeyPatch

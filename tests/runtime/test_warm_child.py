@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import ssl
 import threading
 from multiprocessing import Pipe
@@ -53,13 +54,17 @@ def test_each_run_reuses_the_processs_prefect_clients(
     with get_client(sync_client=True) as client:
         for round_ in range(2):
             run = client.create_flow_run(_two_steps, parameters={"x": 1})
+            client.update_flow_run(run.id, flow_version="before the run")
             if round_:
                 built.clear()
             pool_end.send(run.model_dump_json())
             assert pool_end.poll(60), "the run never finished"
             assert pool_end.recv() == ("done", str(run.id))
-            final = client.read_flow_run(run.id).state
-            assert final is not None and final.is_completed(), final
+            finished = client.read_flow_run(run.id)
+            assert finished.state is not None and finished.state.is_completed(), finished.state
+            # Written without waiting for it as the run started, and settled by its end.
+            assert finished.flow_version == _two_steps.version
+            assert finished.infrastructure_pid == str(os.getpid())  # the serving thread's
     assert built == [], "a run built a new Prefect client"
     pool_end.send(None)
     serving.join(10)
@@ -77,3 +82,20 @@ def test_the_suspension_observer_skipped_is_prefects_own(monkeypatch: pytest.Mon
     )
     warm_child._skip_suspension_observer()
     assert prefect.flow_engine.observe_flow_run_suspension is warm_child._no_observer
+
+
+def test_the_result_storage_lookup_remembered_is_prefects_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The warm process asks the server for its default result storage once a minute, not per
+    run; if a Prefect upgrade moves the lookup, this fails (runs would quietly ask again)."""
+    import prefect.results as results
+
+    asked: list[int] = []
+    monkeypatch.setattr(
+        results, "_read_server_default_result_storage_block_id", lambda: asked.append(1)
+    )
+    warm_child._remember_server_result_storage(seconds=60)
+    for _ in range(3):
+        results._read_server_default_result_storage_block_id()
+    assert asked == [1]

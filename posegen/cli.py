@@ -174,8 +174,9 @@ def models_fetch(
 ) -> None:
     """Provision the segmentation model offline-capably; prints where the file is.
 
-    It then opens a session once: that proves the file loads, and compiles rembg's numba code
-    into NUMBA_CACHE_DIR, so the first background change does not pay ~35 s for it.
+    It then opens a session once: that proves the file loads (posegen's own onnxruntime session
+    for u2netp, u2netp_int8 and selfie; rembg's for another model, whose first import compiles
+    rembg's numba code into NUMBA_CACHE_DIR, so the first background change does not pay for it).
     """
     from posegen.config import get_settings
     from posegen.imaging.fetch_models import fetch_model
@@ -184,7 +185,7 @@ def models_fetch(
     model = name or model_option or get_settings().rembg_model
     try:
         path = fetch_model(model, force=force)
-        console.print(f"loading {model} once (first time: compiling rembg's numba code)")
+        console.print(f"loading {model} once to check the file")
         get_session(model)
     except PosegenError as error:
         _fail(error)

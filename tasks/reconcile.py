@@ -63,6 +63,7 @@ def refund_dead_charges(
     """Refund (once, by the ledger's rule) every charge whose run can no longer refund it."""
     now = datetime.now(UTC)
     refunded: list[dict[str, str | int]] = []
+    discarded: set[uuid.UUID] = set()  # dead paid exports whose staged files are gone
     for charge in charges:
         run_id = charge.flow_run_id
         reason = refund_reason(
@@ -84,9 +85,11 @@ def refund_dead_charges(
                     select(Pose.generation_id).where(Pose.id == charge.pose_id)
                 )
             # A paid run that died (SIGKILL, a lost machine) ran no hook to delete what it had
-            # staged; its files would sit on storage forever, never published nor listed.
-            if generation_id is not None:
+            # staged; its files would sit on storage forever, never published nor listed. One
+            # listing per run, not per charged file.
+            if generation_id is not None and charge.request_id not in discarded:
                 discard_staged(get_storage(), generation_id, charge.request_id)
+                discarded.add(charge.request_id)
             if entry is not None and entry.created:
                 refunded.append(
                     {

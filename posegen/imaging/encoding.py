@@ -31,9 +31,10 @@ _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 # A stored PNG made only of these chunks decodes to exactly its pixels: no colour profile, gamma,
 # transparency key, palette or EXIF/text chunk (which may carry an orientation) changes them.
 _PIXELS_ONLY_CHUNKS: Final = frozenset({b"IHDR", b"IDAT", b"IEND"})
-_PNG_COLOUR_TYPES: Final = {"RGB": 2, "RGBA": 6}
 # What `encode_png` writes per mode: PNG colour type, bytes per pixel.
 _PNG_LAYOUTS: Final = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}
+# The colour types a stored file may be re-tagged from (8-bit RGB or RGBA only).
+_PNG_COLOUR_TYPES: Final = {mode: _PNG_LAYOUTS[mode][0] for mode in ("RGB", "RGBA")}
 _IEND: Final = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # How Pillow writes the profile (`iCCP`: name, compression method 0, zlib data), so readers
 # get back exactly SRGB_ICC whichever of the two wrote the file.

@@ -2,9 +2,9 @@
 
 Everything here runs the real services: the session's PostgreSQL database, moto over HTTP, a
 real `prefect server start` with its services (tests/fixtures/prefect_server.py), a real runner
-subprocess. The faults are real too — backends killed
-with `pg_terminate_backend`, S3 requests cut by a proxy, processes killed with SIGKILL — so a
-passing test says what happens in production, not what a mock was told to do.
+subprocess. The faults are real too — backends killed with `pg_terminate_backend`, S3 requests
+cut by a proxy, processes killed with SIGKILL — so a passing test says what happens in
+production, not what a mock was told to do.
 """
 
 from __future__ import annotations

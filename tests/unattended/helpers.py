@@ -19,12 +19,12 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 from prefect.client.schemas.objects import FlowRun, TaskRun
+from prefect.settings import PREFECT_API_URL
 
 from posegen.api.app import create_app
 from posegen.api.paths import BASE_PATH
 from posegen.auth import create_token
-from posegen.orchestration import BACKGROUND_CHANGE_LIMIT
-from tests.reliability.conftest import Owner, Runner
+from tests.reliability.conftest import Owner, Runner, slots_held
 
 SOLID_BODY = {"backgroundMode": "solid_color", "backgroundColor": "#2E8B57"}
 AI_BODY = {"backgroundMode": "ai_generate", "backgroundPrompt": "a quiet studio backdrop"}
@@ -85,8 +85,7 @@ def task_runs(run_id: uuid.UUID) -> list[TaskRun]:
 
 
 def active_slots() -> int:
-    with get_client(sync_client=True) as client:
-        return client.read_global_concurrency_limit_by_name(BACKGROUND_CHANGE_LIMIT).active_slots
+    return slots_held(PREFECT_API_URL.value())
 
 
 def deployment_runs(full_name: str) -> list[FlowRun]:

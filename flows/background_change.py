@@ -1,14 +1,16 @@
 """Flow `background-change`: charge → load → remove background → build background → composite
 → save → update the pose → tell the user. Any failure after the charge refunds exactly once.
 
-Three tasks (issue 16): `charge-credits`, `render-change` (load → composite, one retry scope,
-the only one inside the `posegen-background-change` slot) and `update-pose` (which sends the
-completion event as soon as the pose points at the image). `update-pose` starts the moment the
-render ends, while the slot is being given back, so the user's wait holds no release.
+Two tasks (issue 16): `render-change` (charge → load → composite, one retry scope, inside the
+`posegen-background-change` slot) and `update-pose` (which sends the completion event as soon
+as the pose points at the image). `update-pose` starts the moment the render ends, while the
+slot is being given back, so the user's wait holds no release; in a warm process the run does
+not wait for the release either (`posegen/runtime/warm_child.py` settles it after the run).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +28,7 @@ from posegen.domain.background import BackgroundChange, fail_change
 from posegen.errors import PosegenError
 from posegen.events import emit_background_change_failed
 from posegen.orchestration import BACKGROUND_CHANGE_LIMIT, ensure_limits
-from tasks.background import charge_credits, render_change, update_pose
+from tasks.background import render_change, update_pose
 
 # A run killed inside its slot (SIGKILL, a lost machine) cannot release it; the lease lapses
 # instead (`background_change_slot_lease_seconds`, 120 s). With Prefect's default of 300 s,
@@ -114,10 +116,11 @@ async def background_change(
 ) -> str:
     """Change one pose's background; returns the new image's storage key."""
     await ensure_limits()
-    ticket = charge_credits(pose_id, user_id, request_id, change)
     async with _render_slot():
-        rendered = render_change(pose_id, change)
+        rendered = render_change(pose_id, user_id, request_id, change)
         # Submitted (a thread of the flow's task runner) as the render ends, so the pose is
         # updated and the user told while the slot is given back, not after.
-        updating = update_pose.submit(ticket, change, rendered)
+        updating = update_pose.submit(change, rendered)
+    # Waited for off the loop, so a release still on its way goes on meanwhile.
+    await asyncio.to_thread(updating.wait)
     return updating.result()

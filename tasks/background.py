@@ -48,11 +48,11 @@ _RETRYING = {
 }
 
 
-@task(name="charge-credits", **_RETRYING)
-def charge_credits(
+def _charge(
     pose_id: uuid.UUID, user_id: uuid.UUID, request_id: uuid.UUID, change: BackgroundChange
 ) -> ChangeTicket:
-    """Idempotent by request id: when the API already charged, this finds that charge."""
+    """Idempotent by request id: when the API already charged (it always does), this finds
+    that charge; a run started some other way is charged here. Ties the charge to this run."""
     with session_scope() as session:
         user = get_user(session, user_id)
         if user is None:
@@ -66,21 +66,29 @@ def charge_credits(
 
 @dataclass(frozen=True)
 class RenderedChange:
-    """What `render_change` stored: the pose's keys and the three images the change wrote."""
+    """What `render_change` stored: the charge it found, the pose's keys and the three images
+    the change wrote."""
 
+    ticket: ChangeTicket
     images: PoseImages
     mask_key: str
     background_key: str
     output_key: str
 
 
-# One task for the render steps (issue 16): each step is idempotent and reads what the one
-# before stored, so one retry scope loses nothing (a retry after a FLUX error finds the mask
-# stored and segments nothing again), and each task run costs Prefect's orchestration once
-# (events, logs, state), which had been most of a warm change's time.
+# One task for the charge and the render steps (issue 16): each step is idempotent and reads
+# what the one before stored, so one retry scope loses nothing (a retry finds the charge by
+# request id, and after a FLUX error the mask stored, and segments nothing again), and each
+# task run costs Prefect's orchestration once (a task engine, its state events and logs; ~20 ms
+# a task on the seller's wait), which had been most of a warm change's time. The charge had a
+# task of its own, first in the run, where a retry of its own re-ran nothing less.
 @task(name="render-change", timeout_seconds=600, **_RETRYING)
-def render_change(pose_id: uuid.UUID, change: BackgroundChange) -> RenderedChange:
-    """Load the original → remove its background → build the new one → composite."""
+def render_change(
+    pose_id: uuid.UUID, user_id: uuid.UUID, request_id: uuid.UUID, change: BackgroundChange
+) -> RenderedChange:
+    """Find (or take) the charge → load the original → remove its background → build the new
+    one → composite."""
+    ticket = _charge(pose_id, user_id, request_id, change)
     storage = get_storage()
     with session_scope() as session:
         images = domain.pose_images(session, pose_id)
@@ -91,17 +99,20 @@ def render_change(pose_id: uuid.UUID, change: BackgroundChange) -> RenderedChang
         rate_limit(limits, strict=True)
     background_key = pipeline.build_background(storage, images, change)
     output_key = pipeline.composite_pose(storage, images, mask_key, background_key)
-    return RenderedChange(images, mask_key, background_key, output_key)
+    return RenderedChange(ticket, images, mask_key, background_key, output_key)
 
 
+# Its own task so that a failure here (the database, mostly) retries without rendering again:
+# an AI background would be requested from FLUX a second time.
 @task(name="update-pose", **_RETRYING)
-def update_pose(ticket: ChangeTicket, change: BackgroundChange, rendered: RenderedChange) -> str:
+def update_pose(change: BackgroundChange, rendered: RenderedChange) -> str:
     """Record the change on the pose, then tell the user at once; returns the new image's key.
 
     The completion event goes out the moment the pose points at the new image (a client that
     reads the pose on the event sees it), not after Prefect finishes the run; `emit_event` only
     queues it for Prefect's events worker, so nothing here waits for delivery.
     """
+    ticket = rendered.ticket
     with session_scope() as session:
         domain.complete_change(
             session,

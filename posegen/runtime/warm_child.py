@@ -8,8 +8,11 @@ build for every run, measured as most of a run's orchestration time (bench/RESUL
   builds a TLS context from the system's CA store (50-130 ms here), even over plain http;
 - the flow run itself, sent by the pool that claimed it, instead of reading it back;
 - no suspension observer (see `_skip_suspension_observer`);
-- the engine's bookkeeping write as a run starts (its flow version and retry policy, and here
-  the process's pid) is sent without waiting for the answer (see `_BookkeepingInBackground`);
+- two writes nothing in the run reads are sent without waiting for the answer, and awaited
+  once the run is over, before the process takes the next (see `_WritesSettledAtRunEnd`): the
+  engine's bookkeeping as a run starts (its flow version and retry policy, and here the
+  process's pid), and the release of a concurrency slot, so the run's Completed need not wait
+  for it;
 - the server's default result storage, asked once a minute instead of once per run (see
   `_remember_server_result_storage`).
 """
@@ -71,8 +74,8 @@ async def _serve(conn: Connection, flow: Any, state: dict[str, bool]) -> None:
     # Entered once: every run's engine, its tasks and posegen's own `get_client()` calls find
     # these clients in context and reuse them (and their open connections).
     async with AsyncClientContext.get_or_create() as clients:
-        bookkeeping = _BookkeepingInBackground(clients.client)
-        with SyncClientContext.get_or_create():
+        writes = _WritesSettledAtRunEnd(clients.client)
+        with SyncClientContext.get_or_create(), writes.releasing_slots():
             conn.send(("ready", os.getpid()))
             while not state["stop"]:
                 try:
@@ -95,7 +98,7 @@ async def _serve(conn: Connection, flow: Any, state: dict[str, bool]) -> None:
                     run_id = flow_run.id if flow_run else "?"
                     logger.exception("flow run %s ended with an engine error", run_id)
                 finally:
-                    await bookkeeping.settle()
+                    await writes.settle()
                     state["busy"] = False
                 try:
                     conn.send(("done", str(flow_run.id) if flow_run else None))
@@ -104,36 +107,69 @@ async def _serve(conn: Connection, flow: Any, state: dict[str, bool]) -> None:
                 release_freed_memory()  # between runs, off the user's wait
 
 
-class _BookkeepingInBackground:
-    """Prefect's engine starts each run by writing the flow's version and retry policy onto it
-    (`update_flow_run`, a PATCH) and waits for the answer before proposing Running, though
-    nothing it does next reads them. This client sends exactly that write, with this process's
-    pid as the run's `infrastructure_pid` (what the UI shows, and what the pool used to write
-    in a request of its own), and lets the run go on; the write is awaited when the run ends
-    (`settle`), and a failed one is logged: it only labels the run (posegen's flows retry
-    tasks, not runs). Any other `update_flow_run` is awaited as usual."""
+class _WritesSettledAtRunEnd:
+    """Writes the run does not need answered, sent in the background and awaited when the run
+    is over (`settle`), before the process says it is done and takes the next one.
 
-    _DEFERRED = frozenset({"flow_run_id", "flow_version", "empirical_policy"})
+    - Prefect's engine starts each run by writing the flow's version and retry policy onto it
+      (`update_flow_run`, a PATCH) and waits for the answer before proposing Running, though
+      nothing it does next reads them. This sends exactly that write, with this process's pid as
+      the run's `infrastructure_pid` (what the UI shows), and lets the run go on. Any other
+      `update_flow_run` is awaited as usual.
+    - Giving back a concurrency slot (`posegen-background-change`, as the render ends) is one
+      API call the run would await before its `update-pose` result and its Completed (20-60 ms
+      under load). The slot is released all the same, only the run does not wait; the server
+      counts it held until then, so no more changes render at once than the limit. Prefect's
+      lease upkeep has stopped by then; if the process dies first, the lease lapses, as a
+      killed run's does.
+
+    A failed write is logged and the run's outcome stands: the first only labels the run, and a
+    slot not given back frees itself when its lease lapses (`background_change_slot_lease_seconds`).
+    """
+
+    _DEFERRED_UPDATE = frozenset({"flow_run_id", "flow_version", "empirical_policy"})
 
     def __init__(self, client: Any) -> None:
+        self._pending: dict[asyncio.Future[Any], str] = {}
+        self._loop = asyncio.get_running_loop()
         self._update = client.update_flow_run
-        self._pending: set[asyncio.Future[Any]] = set()
         client.update_flow_run = self.update_flow_run
 
+    @contextlib.contextmanager
+    def releasing_slots(self) -> Iterator[None]:
+        """Route Prefect's async slot release through here while the process serves (undone
+        after, for a process that serves in a thread, as tests do)."""
+        import prefect.concurrency._asyncio as slots
+
+        self._release = release = slots.arelease_concurrency_slots_with_lease
+        slots.arelease_concurrency_slots_with_lease = self.release_slots
+        try:
+            yield
+        finally:
+            slots.arelease_concurrency_slots_with_lease = release
+
+    def _defer(self, write: Any, what: str) -> None:
+        self._pending[asyncio.ensure_future(write)] = what
+
     async def update_flow_run(self, *args: Any, **kwargs: Any) -> Any:
-        if args or not kwargs.keys() <= self._DEFERRED:
+        if args or not kwargs.keys() <= self._DEFERRED_UPDATE:
             return await self._update(*args, **kwargs)
-        write = asyncio.ensure_future(self._update(**kwargs, infrastructure_pid=str(os.getpid())))
-        self._pending.add(write)
+        pid = str(os.getpid())
+        self._defer(self._update(**kwargs, infrastructure_pid=pid), "record the run's process")
         return None  # the engine ignores the response
 
+    async def release_slots(self, lease_id: Any) -> None:
+        if asyncio.get_running_loop() is not self._loop:  # not a run this process serves
+            return await self._release(lease_id=lease_id)
+        self._defer(self._release(lease_id=lease_id), f"give back concurrency lease {lease_id}")
+
     async def settle(self) -> None:
-        pending, self._pending = self._pending, set()
-        for write in pending:
+        pending, self._pending = self._pending, {}
+        for write, what in pending.items():
             try:
                 await write
             except Exception:
-                logger.warning("could not record a flow run's process and version", exc_info=True)
+                logger.warning("could not %s (after its run ended)", what, exc_info=True)
 
 
 def _skip_suspension_observer() -> None:

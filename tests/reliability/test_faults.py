@@ -164,7 +164,7 @@ def test_db_connection_killed_under_a_task_is_retried_and_charged_once(
     prefect_api: str,
     step: str,
 ) -> None:
-    """charge-credits, render-change (loading the pose) and update-pose each lose their
+    """render-change (finding the charge, loading the pose) and update-pose each lose their
     connection once."""
     owner = owner_of()
     killed: list[int] = []

@@ -7,12 +7,14 @@ import functools
 import ssl
 import uuid
 import weakref
+from dataclasses import dataclass, field
 
 import certifi
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import (
+    PREFECT_API_REQUEST_TIMEOUT,
     PREFECT_API_SSL_CERT_FILE,
     PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
     PREFECT_API_URL,
@@ -75,55 +77,82 @@ async def _submit(
     """One run of deployment `flow/deployment`; any failure is ServiceUnavailable(unavailable)."""
     flow_name = name.split("/", 1)[0]
     try:
-        client = await _client()
-        for attempt in range(2):
-            try:
-                run = await client.create_flow_run_from_deployment(
-                    await _deployment_id(client, name),
-                    parameters=parameters,
-                    idempotency_key=idempotency_key,
-                    tags=["posegen", flow_name],
-                )
-                break
-            except ObjectNotFound:
-                # The deployment was deleted and applied again (new id): look it up once more.
-                _deployment_ids.pop((client.api_url, name), None)
-                if attempt:
-                    raise
+        api = await _api()
+        async with asyncio.timeout(PREFECT_API_REQUEST_TIMEOUT.value()):
+            await api.gate.acquire()  # in the timeout: a wait for a connection is part of it
+        try:
+            for attempt in range(2):
+                try:
+                    run = await api.client.create_flow_run_from_deployment(
+                        await _deployment_id(api, name),
+                        parameters=parameters,
+                        idempotency_key=idempotency_key,
+                        tags=["posegen", flow_name],
+                    )
+                    break
+                except ObjectNotFound:
+                    # The deployment was deleted and applied again (new id): look it up again.
+                    _deployment_ids.pop((api.client.api_url, name), None)
+                    if attempt:
+                        raise
+        finally:
+            api.gate.release()
     except Exception as exc:
         raise ServiceUnavailable(unavailable, reason=type(exc).__name__) from exc
     count_flow_run_submitted(flow_name)
     return run.id
 
 
-# Every trigger used to open a new Prefect client (building a TLS context from the whole CA
-# bundle, ~50 ms of CPU) and read the deployment by name before creating the run. Now one
-# client per event loop and Prefect API stays open, and deployment ids are remembered.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, PrefectClient]] = (
+# Prefect's client allows 16 connections but keeps only 8 open: under a burst every request
+# past the eighth opened a new connection and closed it afterwards. Keep all 16.
+_CONNECTIONS = 16
+_LIMITS = httpx.Limits(
+    max_connections=_CONNECTIONS, max_keepalive_connections=_CONNECTIONS, keepalive_expiry=25
+)
+
+
+@dataclass
+class _PrefectApi:
+    """This process's way to one Prefect API on one event loop.
+
+    Every trigger used to open a new Prefect client (building a TLS context from the whole CA
+    bundle, ~50 ms of CPU) and read the deployment by name before creating the run; now one
+    client stays open, and deployment ids are remembered (one lookup for a burst of first
+    triggers, `lookup`). `gate` lets at most as many requests into the client as it has
+    connections: httpcore's pool matches every queued request against every connection each
+    time a request arrives or ends, so 100 concurrent triggers queued in it spent a fifth of
+    the API's CPU there (py-spy, bench/trigger_bench.py); waiting on the gate costs nothing.
+    """
+
+    client: PrefectClient
+    gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(_CONNECTIONS))
+    lookup: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+_apis: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _PrefectApi]] = (
     weakref.WeakKeyDictionary()
 )
 _deployment_ids: dict[tuple[object, str], uuid.UUID] = {}
-# Prefect's client allows 16 connections but keeps only 8 open: under a burst every request
-# past the eighth opened a new connection and closed it afterwards. Keep all 16.
-_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16, keepalive_expiry=25)
 
 
-async def _client() -> PrefectClient:
+async def _api() -> _PrefectApi:
     """This loop's open client for the current Prefect API (tests switch APIs and loops)."""
-    per_api = _clients.setdefault(asyncio.get_running_loop(), {})
-    api = str(PREFECT_API_URL.value())
-    client = per_api.get(api)
-    if client is None:
+    per_api = _apis.setdefault(asyncio.get_running_loop(), {})
+    url = str(PREFECT_API_URL.value())
+    api = per_api.get(url)
+    if api is None:
         client = get_client(httpx_settings={"verify": _tls_context(), "limits": _LIMITS})
         await client.__aenter__()
-        per_api[api] = client
-    return client
+        api = per_api[url] = _PrefectApi(client)
+    return api
 
 
-async def _deployment_id(client: PrefectClient, name: str) -> uuid.UUID:
-    key = (client.api_url, name)
+async def _deployment_id(api: _PrefectApi, name: str) -> uuid.UUID:
+    key = (api.client.api_url, name)
     if key not in _deployment_ids:
-        _deployment_ids[key] = (await client.read_deployment_by_name(name)).id
+        async with api.lookup:
+            if key not in _deployment_ids:  # the burst's first lookup found it meanwhile
+                _deployment_ids[key] = (await api.client.read_deployment_by_name(name)).id
     return _deployment_ids[key]
 
 

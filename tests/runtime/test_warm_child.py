@@ -31,49 +31,6 @@ async def _two_steps(x: int) -> int:
     return _add_one(_add_one(x))
 
 
-def test_each_run_reuses_the_processs_prefect_clients(
-    prefect_api: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Without clients in context, Prefect opened one for the flow run and one per sync task
-    run, each building a TLS context from the CA store: a second run here builds none."""
-    built: list[int] = []
-    real = ssl.create_default_context
-
-    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
-        built.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ssl, "create_default_context", counting)
-    pool_end, child_end = Pipe()
-    state = {"busy": False, "stop": False}
-    context = contextvars.copy_context()  # the test server's settings
-    serving = threading.Thread(
-        target=context.run,
-        args=(lambda: asyncio.run(warm_child._serve(child_end, _two_steps, state)),),
-        daemon=True,
-    )
-    serving.start()
-    assert pool_end.poll(30) and pool_end.recv()[0] == "ready"
-    with get_client(sync_client=True) as client:
-        for round_ in range(2):
-            run = client.create_flow_run(_two_steps, parameters={"x": 1})
-            client.update_flow_run(run.id, flow_version="before the run")
-            if round_:
-                built.clear()
-            pool_end.send(run.model_dump_json())
-            assert pool_end.poll(60), "the run never finished"
-            assert pool_end.recv() == ("done", str(run.id))
-            finished = client.read_flow_run(run.id)
-            assert finished.state is not None and finished.state.is_completed(), finished.state
-            # Written without waiting for it as the run started, and settled by its end.
-            assert finished.flow_version == _two_steps.version
-            assert finished.infrastructure_pid == str(os.getpid())  # the serving thread's
-    assert built == [], "a run built a new Prefect client"
-    pool_end.send(None)
-    serving.join(10)
-    assert not serving.is_alive()
-
-
 _LIMIT = "test-warm-child-slot"
 
 
@@ -100,6 +57,40 @@ def _serving(flow_: Any) -> tuple[Any, threading.Thread]:
 
 def _slots_held(client: Any) -> int:
     return client.read_global_concurrency_limit_by_name(_LIMIT).active_slots
+
+
+def test_each_run_reuses_the_processs_prefect_clients(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without clients in context, Prefect opened one for the flow run and one per sync task
+    run, each building a TLS context from the CA store: a second run here builds none."""
+    built: list[int] = []
+    real = ssl.create_default_context
+
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    pool_end, serving = _serving(_two_steps)
+    with get_client(sync_client=True) as client:
+        for round_ in range(2):
+            run = client.create_flow_run(_two_steps, parameters={"x": 1})
+            client.update_flow_run(run.id, flow_version="before the run")
+            if round_:
+                built.clear()
+            pool_end.send(run.model_dump_json())
+            assert pool_end.poll(60), "the run never finished"
+            assert pool_end.recv() == ("done", str(run.id))
+            finished = client.read_flow_run(run.id)
+            assert finished.state is not None and finished.state.is_completed(), finished.state
+            # Written without waiting for it as the run started, and settled by its end.
+            assert finished.flow_version == _two_steps.version
+            assert finished.infrastructure_pid == str(os.getpid())  # the serving thread's
+    assert built == [], "a run built a new Prefect client"
+    pool_end.send(None)
+    serving.join(10)
+    assert not serving.is_alive()
 
 
 @pytest.mark.parametrize("release_fails", [False, True])

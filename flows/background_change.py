@@ -80,7 +80,8 @@ async def _render_slot() -> AsyncIterator[None]:
 
     A slot that cannot be given back once the body is done does not fail the run: the user may
     already have been told the change is done (and a failed run refunds). Its lease lapses
-    instead, as a killed run's does; the warning says so in the run's logs.
+    instead, as a killed run's does; the warning says so in the run's logs (in a warm process,
+    which gives the slot back after the run, in the process's log).
     """
     lease_seconds = get_settings().background_change_slot_lease_seconds
     body_done = False

@@ -15,6 +15,9 @@ At each client count, in this order and in the same run:
     API      `--clients` clients, each its own user (the per-user rate limit stays on), each
              request authenticated, charged and submitted by the API
     GET /me  (with `--floor`) auth + one database read: the floor of any API request
+    bare + burner  (with `--control`) bare again, beside a process that burns as much CPU as the
+             API process and its database backends burned per second of the API round: what
+             Prefect alone reaches when the cores carry the API's load but nothing waits on it
 
 After each side it prints the CPU each part of the stack spent per request (this process's
 clients, the API, the Prefect server, the PostgreSQL backends of their databases): on a 2-core
@@ -173,6 +176,22 @@ async def drive(
     return latencies, errors, elapsed
 
 
+_BURNER = """
+import sys, time
+busy, period = float(sys.argv[1]) * 0.01, 0.01
+while True:
+    start = time.perf_counter()
+    while time.perf_counter() - start < busy:
+        pass
+    time.sleep(max(0.0, period - (time.perf_counter() - start)))
+"""
+
+
+def burner(cores: float) -> subprocess.Popen[bytes]:
+    """A process that keeps `cores` of one core busy (duty cycle in 10 ms periods)."""
+    return subprocess.Popen([sys.executable, "-c", _BURNER, f"{min(cores, 1.0):.3f}"])
+
+
 def report(
     label: str, latencies: list[float], errors: list[str], elapsed: float
 ) -> tuple[float, float, int]:
@@ -199,6 +218,9 @@ def main() -> None:
     parser.add_argument("--per-client", type=int, default=5)
     parser.add_argument("--db", default="postgres", choices=["postgres", "sqlite"])
     parser.add_argument("--floor", action="store_true", help="also GET /me, the API's floor")
+    parser.add_argument(
+        "--control", action="store_true", help="also bare beside a burner of the API's CPU"
+    )
     args = parser.parse_args()
 
     from harness import free_port, prefect_api
@@ -247,12 +269,28 @@ def main() -> None:
                 )
                 between = meter.read()
                 print(f"      {CpuMeter.per_request(before, between, requests)}")
+                api_started = time.perf_counter()
                 p99, rate, errors = report(
                     "POST .../background", *asyncio.run(drive(base, rounds, args.per_client, True))
                 )
+                api_seconds = time.perf_counter() - api_started
                 # The run-id bookkeeping runs after each 202: let it finish before reading.
                 time.sleep(1)
-                print(f"      {CpuMeter.per_request(between, meter.read(), requests)}")
+                after = meter.read()
+                print(f"      {CpuMeter.per_request(between, after, requests)}")
+                if args.control:
+                    role = ("API", "PostgreSQL backends")
+                    load = sum(after[r] - between[r] for r in role) / api_seconds
+                    burning = burner(load)
+                    try:
+                        report(
+                            f"bare + burner ({load:.2f} core)",
+                            *asyncio.run(drive_bare(deployment_id, count, args.per_client)),
+                        )
+                        print(f"      {CpuMeter.per_request(after, meter.read(), requests)}")
+                    finally:
+                        burning.kill()
+                        burning.wait()
                 share_of_bare = rate / bare_rate
                 extra = (p99 - bare_p99) * 1000
                 verdict = (

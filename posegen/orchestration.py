@@ -42,6 +42,13 @@ def ensure_limits_sync() -> None:
 
 
 ZOMBIE_AUTOMATION = "posegen: crash flow runs that stopped sending heartbeats"
+# What the reconciler gets when a change ends badly. The run that ended is refunded however young
+# its charge (a dead run needs no grace); the grace is for a charge no run is tied to yet, and
+# it keeps its default (10 min). With a grace of 0, any seller's change between the API's charge
+# and the run id it ties after the 202 (tens of ms; up to Prefect's request timeout) was refunded
+# as "no flow run was started" when anybody's change failed, and its run then failed on finding
+# its charge refunded (a retry right after a failure in the web app hit exactly that).
+RECONCILE_ON_FAILURE: dict[str, Any] = {}
 RECONCILE_AUTOMATION = "posegen: reconcile refunds when a background change ends badly"
 
 
@@ -102,7 +109,7 @@ def posegen_automations(reconciler_deployment_id: object) -> list[Any]:
                 RunDeployment(
                     source="selected",
                     deployment_id=reconciler_deployment_id,
-                    parameters={"grace_minutes": 0},
+                    parameters=RECONCILE_ON_FAILURE,
                 )
             ],
         ),
@@ -172,19 +179,28 @@ async def ensure_alert_automation() -> str | None:
     return ALERT_AUTOMATION
 
 
+def _actions(automation: Any) -> list[dict[str, Any]]:
+    return [action.model_dump(mode="json") for action in automation.actions]
+
+
 async def ensure_automations() -> list[str]:
-    """Create the automations that are missing (by name); returns the names now in place."""
+    """Create the automations that are missing (by name) and correct those whose actions differ
+    from posegen's (a server that kept an older release's, e.g. the reconciler's zero grace);
+    returns the names now in place."""
 
     async with get_client() as client:
         reconciler = await client.read_deployment_by_name(
             get_settings().deployment_refund_reconciler
         )
-        existing = {a.name for a in await client.read_automations()}
-    names = []
-    for automation in posegen_automations(reconciler.id):
-        if automation.name not in existing:
-            await automation.acreate()
-        names.append(automation.name)
+        existing = {a.name: a for a in await client.read_automations()}
+        names = []
+        for automation in posegen_automations(reconciler.id):
+            found = existing.get(automation.name)
+            if found is None:
+                await automation.acreate()
+            elif _actions(found) != _actions(automation):
+                await client.update_automation(found.id, automation)
+            names.append(automation.name)
     alert = await ensure_alert_automation()
     if alert is not None:
         names.append(alert)

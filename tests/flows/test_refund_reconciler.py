@@ -91,6 +91,24 @@ def test_charge_without_a_run_is_refunded_after_the_grace_period(pose_of) -> Non
     assert balances(fixture) == (50, 50)
 
 
+def test_a_change_being_submitted_survives_the_reconciler_a_failure_starts(pose_of) -> None:  # type: ignore[no-untyped-def]
+    """The automation runs the reconciler the moment any change fails; another seller's change
+    charged by the API but not yet tied to its run (the tie follows the 202) is left alone."""
+    from flows.refund_reconciler import refund_reconciler
+    from posegen.orchestration import RECONCILE_ON_FAILURE
+
+    submitting, failed = pose_of(credits=50), pose_of(credits=50)
+    charge_like_the_api(submitting, None)
+    failed_run = charge_like_the_api(failed, Crashed())
+    refunded = asyncio.run(refund_reconciler(**RECONCILE_ON_FAILURE))
+    assert [r["flowRunId"] for r in refunded if r["userId"] == str(failed.user_id)] == [
+        str(failed_run)
+    ]
+    assert not [r for r in refunded if r["userId"] == str(submitting.user_id)]
+    assert balances(submitting) == (40, 40) and balances(failed) == (50, 50)
+    assert load_pose(submitting).status == "processing"
+
+
 def test_run_that_no_longer_exists_is_refunded(pose_of) -> None:  # type: ignore[no-untyped-def]
     fixture = pose_of(credits=50)
     run_id = charge_like_the_api(fixture, Running())

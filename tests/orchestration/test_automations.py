@@ -68,6 +68,35 @@ def test_automations_are_created_once_with_their_triggers(
     assert get_settings().deployment_refund_reconciler.startswith("refund-reconciler/")
 
 
+def test_an_older_releases_reconciler_trigger_is_corrected(
+    reconciler_deployment: str, cleanup_automations: None
+) -> None:
+    """A server that kept the automation from a release that ran the reconciler with no grace
+    (refunding changes still being submitted) gets posegen's actions back on the next `up`."""
+    import uuid
+
+    from posegen.orchestration import RECONCILE_ON_FAILURE, posegen_automations
+
+    older = posegen_automations(uuid.UUID(reconciler_deployment))[1]
+    older.actions[0].parameters = {"grace_minutes": 0}
+    asyncio.run(older.acreate())
+
+    assert asyncio.run(ensure_automations()) == [ZOMBIE_AUTOMATION, RECONCILE_AUTOMATION]
+
+    async def read() -> list:  # type: ignore[type-arg]
+        async with get_client() as client:
+            return await client.read_automations_by_name(RECONCILE_AUTOMATION)
+
+    (reconcile,) = asyncio.run(read())
+    assert reconcile.actions[0].parameters == RECONCILE_ON_FAILURE
+    assert str(reconcile.actions[0].deployment_id) == reconciler_deployment
+    assert reconcile.trigger.expect == {
+        "prefect.flow-run.Crashed",
+        "prefect.flow-run.Failed",
+        "prefect.flow-run.Cancelled",
+    }
+
+
 @pytest.mark.parametrize(("crashed_after", "silence"), [(None, 90), ("45", 45)])
 def test_the_zombie_window_is_three_beats_unless_set(
     monkeypatch: pytest.MonkeyPatch, crashed_after: str | None, silence: int

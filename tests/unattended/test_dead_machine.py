@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from posegen.config import get_settings
+from posegen.orchestration import RECONCILE_ON_FAILURE
 from tests.reliability.conftest import Owner, Runner, load_pose, run_state
 from tests.reliability.test_faults import assert_refunded_once
 from tests.unattended.conftest import (
@@ -94,5 +95,5 @@ def test_a_lost_machine_is_crashed_refunded_once_and_its_slot_lapses_unattended(
     assert reconciler_runs, "nothing started the reconciler"
     # The server's scheduler is off here: every reconciler run is the automation's.
     assert {run.created_by.type for run in reconciler_runs if run.created_by} == {"AUTOMATION"}
-    assert all(run.parameters.get("grace_minutes") == 0 for run in reconciler_runs)
+    assert all(run.parameters == RECONCILE_ON_FAILURE for run in reconciler_runs)
     assert_refunded_once(owner)  # later reconciler passes found nothing more to do

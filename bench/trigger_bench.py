@@ -279,8 +279,8 @@ def main() -> None:
                 after = meter.read()
                 print(f"      {CpuMeter.per_request(between, after, requests)}")
                 if args.control:
-                    role = ("API", "PostgreSQL backends")
-                    load = sum(after[r] - between[r] for r in role) / api_seconds
+                    roles = ("API", "PostgreSQL backends")
+                    load = sum(after[r] - between[r] for r in roles) / api_seconds
                     burning = burner(load)
                     try:
                         report(

@@ -138,10 +138,16 @@ class _WritesSettledAtRunEnd:
     @contextlib.contextmanager
     def releasing_slots(self) -> Iterator[None]:
         """Route Prefect's async slot release through here while the process serves (undone
-        after, for a process that serves in a thread, as tests do)."""
+        after, for a process that serves in a thread, as tests do). If Prefect renames it,
+        runs simply wait for their release again (tests/runtime use the same name)."""
         import prefect.concurrency._asyncio as slots
 
-        self._release = release = slots.arelease_concurrency_slots_with_lease
+        release = getattr(slots, "arelease_concurrency_slots_with_lease", None)
+        if release is None:
+            logger.warning("Prefect's slot release moved; runs keep waiting for it")
+            yield
+            return
+        self._release = release
         slots.arelease_concurrency_slots_with_lease = self.release_slots
         try:
             yield

@@ -8,11 +8,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from posegen.db.models import Pose
 from posegen.db.session import session_scope
 from posegen.domain.poses import import_generation
+from tests.api.conftest import balance, ledger
 from tests.web.conftest import (
     Seller,
     WebStack,
@@ -168,8 +169,6 @@ def test_ai_expand_is_offered_with_its_cost_and_charges_per_filled_file(
     """The selector offers AI expand with its price; choosing it shows what it may cost, the
     run charges one fee per file FLUX filled (both square photos in a 9:16 story) and the
     files arrive like any export's."""
-    from posegen.domain.credits import balance
-
     seller = new_seller(credits=100)
     generation_id, pose_ids = add_generation(web_stack, seller.id)
     page = seller.page
@@ -191,6 +190,37 @@ def test_ai_expand_is_offered_with_its_cost_and_charges_per_filled_file(
     wait_for_export(page)
     for pose_id in pose_ids:
         assert "instagram_story" in export_formats(web_stack, pose_id)
-    with session_scope(web_stack.db_url) as session:
-        assert balance(session, seller.id) == 80
+    assert balance(web_stack.db_url, seller.id) == 80
+    assert seller.errors == []
+
+
+def test_an_export_the_seller_cannot_pay_for_is_refused_where_they_pressed_export(
+    new_seller: Callable[..., Seller], web_stack: WebStack
+) -> None:
+    """Progress shows from the click, before the API answers; its refusal then replaces it
+    beside the button, the button works again, and nothing was charged, written or rendered."""
+    seller = new_seller(credits=15)
+    generation_id, pose_ids = add_generation(web_stack, seller.id)
+    page = seller.page
+    page.goto(f"/app/generations/{generation_id}")
+    choose(page, "Instagram Story")
+    page.get_by_label(re.compile(r"AI expand · 10 credits per file AI fills")).check()
+    start = page.get_by_role("button", name="Export", exact=True)
+    held: list[Route] = []
+    page.route("**/generations/*/exports", lambda route: held.append(route))
+    start.click()
+    # While the API has not answered, the seller already sees the export under way.
+    expect(page.locator("[data-export-progress-text]")).to_have_text("Starting the export…")
+    expect(start).to_be_disabled()
+    assert len(held) == 1
+    held[0].continue_()
+
+    message = page.locator("[data-export-message]")
+    expect(message).to_have_text("Insufficient credits: this needs 20, you have 15.")
+    expect(message).to_have_class(re.compile(r"notice-error"))
+    expect(page.locator("[data-export-progress]")).to_be_hidden()
+    expect(start).to_be_enabled()
+    assert balance(web_stack.db_url, seller.id) == 15
+    assert ledger(web_stack.db_url, seller.id) == []
+    assert all(export_formats(web_stack, pose_id) == {} for pose_id in pose_ids)
     assert seller.errors == []

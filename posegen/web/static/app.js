@@ -629,25 +629,36 @@ function setUpExports(selector) {
     showSummary();
   });
 
+  // The progress panel shows from the click, not from the 202: on a busy server submitting the
+  // run can take seconds, and the seller should see that something is under way.
+  const STARTING = "starting";
+
   async function startExport(formats, poseIds, fill) {
     exportMessage.hidden = true;
+    pendingRun = STARTING;
+    progress.hidden = false;
+    progressBar.classList.add("indeterminate");
+    progressBar.removeAttribute("aria-valuenow");
+    progressBar.firstElementChild.style.width = "";
+    progressText.textContent = "Starting the export…";
+    showSummary();
     try {
       const accepted = await api("POST", `/generations/${generation.id}/exports`, {
         formats,
         poseIds,
         fill,
       });
+      // A fast run can finish before its 202 arrives; its completion has then been shown.
+      if (pendingRun !== STARTING) return;
       pendingRun = accepted.flowRunId;
-      progress.hidden = false;
-      progressBar.classList.add("indeterminate");
-      progressBar.removeAttribute("aria-valuenow");
-      progressBar.firstElementChild.style.width = "";
       const files = accepted.formats.length * accepted.poseIds.length;
       const charged = accepted.aiFiles
         ? ` ${accepted.creditCharged} credits for ${accepted.aiFiles} AI-filled file${accepted.aiFiles === 1 ? "" : "s"} (refunded if it fails).`
         : "";
       progressText.textContent = `Rendering ${files} file${files === 1 ? "" : "s"}… you can keep working; they appear below when ready.${charged}`;
     } catch (error) {
+      pendingRun = null;
+      progress.hidden = true;
       exportMessage.textContent = error.message;
       exportMessage.className = "notice notice-error";
       exportMessage.hidden = false;
